@@ -1,0 +1,109 @@
+//! The one error type of the syscall layer: which call failed and with what errno.
+//!
+//! The binding turns it into a Node-style error (`code`, negative `errno`, `syscall`); the
+//! message text is built here so that the Rust tests and the JavaScript users read the same words.
+
+use std::fmt;
+
+use nix::errno::Errno;
+
+/// A system call refused: `syscall` failed with `errno`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SysError {
+  pub errno: Errno,
+  pub syscall: &'static str,
+}
+
+impl SysError {
+  pub fn new(syscall: &'static str, errno: Errno) -> Self {
+    Self { errno, syscall }
+  }
+
+  /// Captures `errno` right after a libc call returned -1.
+  pub fn last(syscall: &'static str) -> Self {
+    Self::new(syscall, Errno::last())
+  }
+
+  /// The symbolic name Node puts in `err.code`, for example `"EPIPE"`.
+  pub fn code(&self) -> String {
+    errno_code(self.errno)
+  }
+
+  /// Node's `err.errno` is the negated errno (libuv's convention).
+  pub fn node_errno(&self) -> i32 {
+    -(self.errno as i32)
+  }
+}
+
+/// `"EPIPE"` for `Errno::EPIPE`. nix derives `Debug` from the C names, which is exactly what Node
+/// reports; an unknown value prints as `UnknownErrno`, which we replace with something readable.
+pub fn errno_code(errno: Errno) -> String {
+  match errno {
+    Errno::UnknownErrno => "UNKNOWN".to_owned(),
+    _ => format!("{errno:?}"),
+  }
+}
+
+/// The C library's description, as Node/libuv write it: lower-case first letter ("broken pipe").
+/// (nix's own table has older BSD wording, "bad file number" where libc says "bad file descriptor".)
+pub fn errno_description(errno: Errno) -> String {
+  let mut buffer = [0u8; 256];
+  // SAFETY: the XSI strerror_r writes a NUL-terminated string into the buffer it is given.
+  let rc = unsafe { libc::strerror_r(errno as i32, buffer.as_mut_ptr().cast(), buffer.len()) };
+  let desc = if rc == 0 {
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    String::from_utf8_lossy(&buffer[..end]).into_owned()
+  } else {
+    errno.desc().to_owned()
+  };
+  let mut chars = desc.chars();
+  match chars.next() {
+    Some(first) => first.to_lowercase().chain(chars).collect(),
+    None => String::new(),
+  }
+}
+
+impl fmt::Display for SysError {
+  /// Node's format for system errors: `EPIPE: broken pipe, sendmsg`.
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(
+      f,
+      "{}: {}, {}",
+      self.code(),
+      errno_description(self.errno),
+      self.syscall
+    )
+  }
+}
+
+impl std::error::Error for SysError {}
+
+pub type SysResult<T> = Result<T, SysError>;
+
+/// Adds the syscall name to a nix result.
+pub(crate) trait Syscall<T> {
+  fn syscall(self, name: &'static str) -> SysResult<T>;
+}
+
+impl<T> Syscall<T> for nix::Result<T> {
+  fn syscall(self, name: &'static str) -> SysResult<T> {
+    self.map_err(|errno| SysError::new(name, errno))
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn message_reads_like_nodes_own() {
+    let err = SysError::new("sendmsg", Errno::EPIPE);
+    assert_eq!(err.to_string(), "EPIPE: broken pipe, sendmsg");
+    assert_eq!(err.code(), "EPIPE");
+    assert_eq!(err.node_errno(), -(libc::EPIPE));
+    assert_eq!(
+      SysError::new("recvmsg", Errno::EBADF).to_string(),
+      "EBADF: bad file descriptor, recvmsg"
+    );
+  }
+}

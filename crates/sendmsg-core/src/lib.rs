@@ -1,0 +1,20 @@
+//! The syscall layer of the `sendmsg` npm package: `sendmsg(2)`/`recvmsg(2)` with arbitrary
+//! control messages, and ownership of every descriptor the kernel installs.
+//!
+//! - [`cmsg`]: control-message geometry, encoding, and a walker that stays sound on truncated
+//!   and hostile buffers.
+//! - [`message`]: one send or receive; received descriptors come back owned and close-on-exec.
+//! - [`socket`]: AF_UNIX socket creation and queries.
+//! - [`fd`]: descriptor flags.
+//!
+//! Nothing here knows about JavaScript; the napi binding crate converts at its edge.
+
+pub mod cmsg;
+pub mod consts;
+pub mod error;
+pub mod fd;
+pub mod message;
+mod platform;
+pub mod socket;
+
+pub use error::{SysError, SysResult};

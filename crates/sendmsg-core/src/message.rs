@@ -1,0 +1,231 @@
+//! One `sendmsg(2)` or `recvmsg(2)`, with the guarantees the package makes around it:
+//! received descriptors are owned and close-on-exec, none is lost when the kernel truncates the
+//! control data, the caller's flags are not polluted by `MSG_CMSG_CLOEXEC`, and a closed peer is
+//! an EPIPE rather than a SIGPIPE.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{SockaddrLike, SockaddrStorage};
+
+use crate::cmsg::{self, ControlBuffer, RawCmsg};
+use crate::error::{SysError, SysResult};
+use crate::platform;
+use crate::socket;
+
+/// A control message received, with any descriptors it carried owned by it: dropping it closes them.
+#[derive(Debug)]
+pub enum ReceivedCmsg {
+  /// SCM_RIGHTS (or SCM_PIDFD): the descriptors the kernel installed in this process.
+  Fds {
+    level: i32,
+    kind: i32,
+    fds: Vec<OwnedFd>,
+  },
+  /// Anything else, as bytes.
+  Data { level: i32, kind: i32, data: Vec<u8> },
+}
+
+impl ReceivedCmsg {
+  pub fn level(&self) -> i32 {
+    match self {
+      Self::Fds { level, .. } | Self::Data { level, .. } => *level,
+    }
+  }
+
+  pub fn kind(&self) -> i32 {
+    match self {
+      Self::Fds { kind, .. } | Self::Data { kind, .. } => *kind,
+    }
+  }
+}
+
+/// Takes ownership of every descriptor in a control buffer `recvmsg` just filled, and copies the
+/// rest out.
+///
+/// # Safety
+/// `control` must be exactly the `msg_controllen` bytes the kernel wrote for this process: the
+/// numbers in fd-carrying messages are then descriptors nobody else owns yet.
+pub unsafe fn take_control(control: &[u8]) -> Vec<ReceivedCmsg> {
+  cmsg::walk(control).map(|raw| own(raw)).collect()
+}
+
+/// # Safety
+/// As [`take_control`], for one message of that buffer.
+pub unsafe fn own(raw: RawCmsg<'_>) -> ReceivedCmsg {
+  if raw.carries_fds() {
+    let fds = raw
+      .fds()
+      // SAFETY: the caller vouches these were just installed for us.
+      .map(|number| unsafe { OwnedFd::from_raw_fd(number) })
+      .collect();
+    ReceivedCmsg::Fds {
+      level: raw.level,
+      kind: raw.kind,
+      fds,
+    }
+  } else {
+    ReceivedCmsg::Data {
+      level: raw.level,
+      kind: raw.kind,
+      data: raw.data.to_vec(),
+    }
+  }
+}
+
+/// What one `recvmsg` produced.
+#[derive(Debug)]
+pub struct ReceivedMessage {
+  /// Bytes written into the data buffer (never more than its length, even with `MSG_TRUNC` in the
+  /// request flags, where Linux returns the datagram's real length).
+  pub len: usize,
+  /// `msg_flags` as the kernel set them, minus the `MSG_CMSG_CLOEXEC` echo Linux adds.
+  pub flags: i32,
+  pub control: Vec<ReceivedCmsg>,
+  /// The sender's address, when asked for and the kernel gave one.
+  pub address: Option<SockaddrStorage>,
+}
+
+/// Why a send did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+  /// The kernel refused.
+  Sys(SysError),
+  /// Descriptors with no data on a stream socket: Linux would report success and silently drop
+  /// them (SCM_RIGHTS rides on the first byte), so the package refuses before the syscall.
+  FdsWithoutData,
+}
+
+impl From<SysError> for SendError {
+  fn from(err: SysError) -> Self {
+    Self::Sys(err)
+  }
+}
+
+impl std::fmt::Display for SendError {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    match self {
+      Self::Sys(err) => err.fmt(f),
+      Self::FdsWithoutData => f.write_str(
+        "file descriptors need at least one byte of data on a stream socket (the kernel would drop them)",
+      ),
+    }
+  }
+}
+
+impl std::error::Error for SendError {}
+
+/// Sends `iov` and the pre-encoded `control` in one `sendmsg`, to `address` when given.
+///
+/// Retries on EINTR. `MSG_NOSIGNAL` is added where it exists; elsewhere the socket gets
+/// `SO_NOSIGPIPE` first, so a closed peer is always EPIPE, never a signal.
+pub fn send(
+  socket: RawFd,
+  iov: &[IoSlice<'_>],
+  control: &mut ControlBuffer,
+  flags: i32,
+  address: Option<&dyn SockaddrLike>,
+) -> Result<usize, SendError> {
+  if iov.iter().all(|slice| slice.is_empty()) && carries_fds(control) {
+    // SAFETY: the caller's descriptor is open for the duration of the call.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(socket) };
+    if socket::raw_type(borrowed)? == libc::SOCK_STREAM {
+      return Err(SendError::FdsWithoutData);
+    }
+  }
+  platform::prepare_send(socket)?;
+  // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the call.
+  let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+  if let Some(address) = address {
+    msg.msg_name = address.as_ptr() as *mut libc::c_void;
+    msg.msg_namelen = address.len();
+  }
+  // IoSlice is guaranteed ABI-compatible with iovec on Unix.
+  msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+  msg.msg_iovlen = iov.len() as _;
+  msg.msg_controllen = control.len() as _;
+  msg.msg_control = control.as_msg_control();
+  let flags = flags | platform::SEND_FLAGS;
+  loop {
+    // SAFETY: msg points at live buffers for the duration of the call.
+    let sent = unsafe { libc::sendmsg(socket, &msg, flags) };
+    if sent >= 0 {
+      return Ok(sent as usize);
+    }
+    let err = SysError::last("sendmsg");
+    if err.errno != nix::errno::Errno::EINTR {
+      return Err(err.into());
+    }
+  }
+}
+
+fn carries_fds(control: &ControlBuffer) -> bool {
+  cmsg::walk(control.as_bytes()).any(|raw| raw.carries_fds())
+}
+
+/// Receives one message into `buffer`, with `control` as the control buffer (its length is what the
+/// kernel may fill). Retries on EINTR.
+pub fn recv(
+  socket: RawFd,
+  buffer: &mut [u8],
+  control: &mut ControlBuffer,
+  flags: i32,
+  want_address: bool,
+) -> SysResult<ReceivedMessage> {
+  let mut iov = [IoSliceMut::new(buffer)];
+  recv_vectored(socket, &mut iov, control, flags, want_address)
+}
+
+/// Receives one message scattered over `iov`.
+pub fn recv_vectored(
+  socket: RawFd,
+  iov: &mut [IoSliceMut<'_>],
+  control: &mut ControlBuffer,
+  flags: i32,
+  want_address: bool,
+) -> SysResult<ReceivedMessage> {
+  let capacity: usize = iov.iter().map(|slice| slice.len()).sum();
+  // SAFETY: zeroed sockaddr_storage and msghdr are valid.
+  let mut address: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+  let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+  loop {
+    if want_address {
+      msg.msg_name = (&mut address as *mut libc::sockaddr_storage).cast();
+      msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as _;
+    }
+    msg.msg_iov = iov.as_mut_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = iov.len() as _;
+    msg.msg_controllen = control.len() as _;
+    msg.msg_control = control.as_msg_control();
+    msg.msg_flags = 0;
+    // SAFETY: msg points at live buffers for the duration of the call.
+    let received = unsafe { libc::recvmsg(socket, &mut msg, flags | platform::RECV_FLAGS) };
+    if received >= 0 {
+      let control_len = (msg.msg_controllen as usize).min(control.len());
+      // SAFETY: these are the bytes the kernel just wrote for this process.
+      let control_messages = unsafe { take_control(&control.as_bytes()[..control_len]) };
+      platform::after_receive(&control_messages)?;
+      let address = if want_address && msg.msg_namelen > 0 {
+        // SAFETY: the kernel wrote `msg_namelen` bytes of a sockaddr.
+        unsafe {
+          SockaddrStorage::from_raw(
+            (&address as *const libc::sockaddr_storage).cast(),
+            Some(msg.msg_namelen as _),
+          )
+        }
+      } else {
+        None
+      };
+      return Ok(ReceivedMessage {
+        len: (received as usize).min(capacity),
+        flags: platform::clean_flags(msg.msg_flags),
+        control: control_messages,
+        address,
+      });
+    }
+    let err = SysError::last("recvmsg");
+    if err.errno != nix::errno::Errno::EINTR {
+      return Err(err);
+    }
+  }
+}
