@@ -1,0 +1,115 @@
+// The Twisted-shaped synchronous API. These calls block when the socket is blocking: that is their
+// contract (use them on non-blocking sockets, or off the main thread, or in short-lived tools).
+import type { AncillaryItem, ReceivedAncillaryItem } from './ancillary'
+import { ancillaryOf } from './ancillary'
+import { native } from './binding'
+import { chunksOf, type Data } from './bytes'
+import { constants } from './constants'
+import { validateInt32, validateInteger, validateOneOf, INT32_MAX } from './errors'
+import { fdOf, type SocketLike } from './fd'
+
+/** What `recvmsg` returns: Twisted's `(data, ancillary, flags)`, as an object. */
+export interface ReceivedMessage {
+  /** The bytes received (at most `maxSize`). */
+  data: Buffer
+  /** Control messages; descriptors in SCM_RIGHTS items are the caller's to close. */
+  ancillary: ReceivedAncillaryItem[]
+  /** `msg_flags`: MSG_TRUNC, MSG_CTRUNC, MSG_EOR, ... */
+  flags: number
+}
+
+/**
+ * Sends `data` (one piece, or a list sent with gather I/O in one system call) and `ancillary`
+ * control messages over `socket`. Returns the number of bytes sent. A closed peer is an `EPIPE`
+ * error, never a SIGPIPE.
+ *
+ * @example sendmsg(sock, 'hello', [scmRights([fd])])
+ */
+export function sendmsg(socket: SocketLike, data: Data, ancillary: readonly AncillaryItem[] = [], flags = 0): number {
+  const fd = fdOf(socket)
+  const chunks = chunksOf(data, 'data')
+  const items = ancillaryOf(ancillary, 'ancillary')
+  validateInt32(flags, 'flags')
+  return native.sendmsg(fd, chunks, items, flags)
+}
+
+/**
+ * Receives one message of at most `maxSize` bytes, with room for `cmsgSize` bytes of control
+ * payload (the control buffer is `CMSG_SPACE(cmsgSize)`, as in Twisted). Received descriptors
+ * are close-on-exec. When the control buffer was too small, `flags` has MSG_CTRUNC and every
+ * descriptor the kernel did install is still in `ancillary`.
+ *
+ * @example const { data, ancillary } = recvmsg(sock, 1024)
+ */
+export function recvmsg(socket: SocketLike, maxSize = 8192, cmsgSize = 4096, flags = 0): ReceivedMessage {
+  const fd = fdOf(socket)
+  validateInteger(maxSize, 'maxSize', 0, INT32_MAX)
+  validateInteger(cmsgSize, 'cmsgSize', 0, constants.MAX_CMSG_SIZE)
+  validateInt32(flags, 'flags')
+  return native.recvmsg(fd, maxSize, cmsgSize, flags)
+}
+
+/**
+ * The address family of `socket` (`AF_UNIX`, `AF_INET`, `AF_INET6`, ...).
+ *
+ * @example getSocketFamily(sock) === constants.AF_UNIX
+ */
+export function getSocketFamily(socket: SocketLike): number {
+  return native.getSocketFamily(fdOf(socket))
+}
+
+export type SocketType = 'stream' | 'dgram' | 'seqpacket'
+const SOCKET_TYPES: readonly SocketType[] = ['stream', 'dgram', 'seqpacket']
+
+export function sockTypeOf(type: unknown, name = 'type'): number {
+  switch (validateOneOf(type, name, SOCKET_TYPES)) {
+    case 'stream':
+      return constants.SOCK_STREAM
+    case 'dgram':
+      return constants.SOCK_DGRAM
+    case 'seqpacket':
+      return constants.SOCK_SEQPACKET
+  }
+}
+
+/**
+ * A connected pair of AF_UNIX sockets, as descriptor numbers, both close-on-exec and blocking.
+ * Close them with `fs.closeSync`. (macOS has no 'seqpacket': ESOCKTNOSUPPORT/EPROTONOSUPPORT.)
+ *
+ * @example const [a, b] = socketpair('seqpacket')
+ */
+export function socketpair(type: SocketType = 'stream'): [number, number] {
+  const [a, b] = native.socketpair(sockTypeOf(type), false)
+  return [a!, b!]
+}
+
+/**
+ * A pipe, as `[readFd, writeFd]`, both close-on-exec: something to pass to another process.
+ * Close them with `fs.closeSync`.
+ *
+ * @example const [readFd, writeFd] = pipe()
+ */
+export function pipe(): [number, number] {
+  const [r, w] = native.pipe()
+  return [r!, w!]
+}
+
+/**
+ * `CMSG_LEN(payload)`: the `cmsg_len` of a control message with that many payload bytes.
+ *
+ * @example CMSG_LEN(4) // 20 on 64-bit Linux
+ */
+export function CMSG_LEN(payload: number): number {
+  validateInteger(payload, 'payload', 0, constants.MAX_CMSG_SIZE)
+  return native.CMSG_LEN(payload)!
+}
+
+/**
+ * `CMSG_SPACE(payload)`: the room a control message with that many payload bytes takes.
+ *
+ * @example CMSG_SPACE(4) // 24 on 64-bit Linux: room for two descriptors
+ */
+export function CMSG_SPACE(payload: number): number {
+  validateInteger(payload, 'payload', 0, constants.MAX_CMSG_SIZE)
+  return native.CMSG_SPACE(payload)!
+}
