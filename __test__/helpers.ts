@@ -1,0 +1,38 @@
+// What the specs share: counting the process's open descriptors, reading descriptor flags, and
+// small wrappers around raw-fd I/O.
+import { closeSync, fstatSync, readFileSync, readSync, readdirSync } from 'node:fs'
+
+const FD_DIR = process.platform === 'linux' ? '/proc/self/fd' : '/dev/fd'
+
+/** Descriptors open in this process now. */
+export function openFds(): number {
+  return readdirSync(FD_DIR).length
+}
+
+/** Whether `fd` has FD_CLOEXEC (Linux: from /proc/self/fdinfo; elsewhere unknown). */
+export function isCloexec(fd: number): boolean | undefined {
+  if (process.platform !== 'linux') return undefined
+  const info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8')
+  const flags = parseInt(/^flags:\s*([0-7]+)/m.exec(info)![1]!, 8)
+  return (flags & 0o2000000) !== 0
+}
+
+/** Reads until EOF from a blocking descriptor. */
+export function readToEnd(fd: number): Buffer {
+  const chunks: Buffer[] = []
+  const buffer = Buffer.alloc(4096)
+  for (;;) {
+    const n = readSync(fd, buffer)
+    if (n === 0) return Buffer.concat(chunks)
+    chunks.push(Buffer.from(buffer.subarray(0, n)))
+  }
+}
+
+export function closeAll(...fds: number[]): void {
+  for (const fd of fds) closeSync(fd)
+}
+
+export function inode(fd: number): string {
+  const stat = fstatSync(fd)
+  return `${stat.dev}:${stat.ino}`
+}
