@@ -4,11 +4,13 @@
 //! - [`cmsg`]: control-message geometry, encoding, and a walker that stays sound on truncated
 //!   and hostile buffers.
 //! - [`message`]: one send or receive; received descriptors come back owned and close-on-exec.
+//! - [`batch`]: many messages per call (`recvmmsg`/`sendmmsg`), non-blocking, for event loops.
 //! - [`socket`]: AF_UNIX socket creation and queries.
 //! - [`fd`]: descriptor flags.
 //!
 //! Nothing here knows about JavaScript; the napi binding crate converts at its edge.
 
+pub mod batch;
 pub mod cmsg;
 pub mod consts;
 pub mod error;

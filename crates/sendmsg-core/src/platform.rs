@@ -6,7 +6,7 @@
 //! no `MSG_CMSG_CLOEXEC`, so every received descriptor gets `FD_CLOEXEC` right after `recvmsg`
 //! (`F_SETFD`, never `F_SETFL`, which would clobber `O_NONBLOCK`).
 
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 
 use crate::error::SysResult;
 use crate::message::ReceivedCmsg;
@@ -23,6 +23,10 @@ mod imp {
   }
 
   pub fn after_receive(_control: &[ReceivedCmsg]) -> SysResult<()> {
+    Ok(())
+  }
+
+  pub fn set_received_cloexec(_fd: &OwnedFd) -> SysResult<()> {
     Ok(())
   }
 
@@ -62,11 +66,15 @@ mod imp {
     for message in control {
       if let ReceivedCmsg::Fds { fds, .. } = message {
         for owned in fds {
-          crate::fd::set_cloexec(owned)?;
+          set_received_cloexec(owned)?;
         }
       }
     }
     Ok(())
+  }
+
+  pub fn set_received_cloexec(fd: &OwnedFd) -> SysResult<()> {
+    crate::fd::set_cloexec(fd)
   }
 
   pub fn clean_flags(flags: i32) -> i32 {

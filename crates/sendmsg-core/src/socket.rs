@@ -2,7 +2,7 @@
 
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrLike, SockaddrStorage};
+use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrLike, SockaddrStorage, UnixAddr};
 
 use crate::error::{SysResult, Syscall};
 
@@ -108,4 +108,129 @@ pub fn raw_type(fd: impl AsFd) -> SysResult<i32> {
   socket::getsockopt(&fd.as_fd(), sockopt::SockType)
     .map(|ty| ty as i32)
     .syscall("getsockopt")
+}
+
+/// An AF_UNIX address: a filesystem path, or on Linux an abstract name written with a leading
+/// NUL byte (Node's convention). Elsewhere a leading NUL is `EAFNOSUPPORT`, there being no
+/// abstract namespace.
+pub fn unix_address(path: &[u8]) -> SysResult<UnixAddr> {
+  match path.split_first() {
+    Some((0, name)) => abstract_address(name),
+    Some(_) => UnixAddr::new(path).syscall("bind"),
+    None => Err(crate::SysError::new("bind", nix::errno::Errno::EINVAL)),
+  }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn abstract_address(name: &[u8]) -> SysResult<UnixAddr> {
+  UnixAddr::new_abstract(name).syscall("bind")
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn abstract_address(_name: &[u8]) -> SysResult<UnixAddr> {
+  Err(crate::SysError::new("bind", nix::errno::Errno::EAFNOSUPPORT))
+}
+
+/// The bytes of an AF_UNIX address as [`unix_address`] reads them; `None` for an unnamed socket.
+pub fn address_bytes(address: &SockaddrStorage) -> Option<Vec<u8>> {
+  let unix = address.as_unix_addr()?;
+  if let Some(path) = unix.path() {
+    use std::os::unix::ffi::OsStrExt;
+    return Some(path.as_os_str().as_bytes().to_vec());
+  }
+  abstract_bytes(unix)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn abstract_bytes(unix: &UnixAddr) -> Option<Vec<u8>> {
+  unix.as_abstract().map(|name| {
+    let mut bytes = Vec::with_capacity(name.len() + 1);
+    bytes.push(0);
+    bytes.extend_from_slice(name);
+    bytes
+  })
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn abstract_bytes(_unix: &UnixAddr) -> Option<Vec<u8>> {
+  None
+}
+
+pub fn bind(fd: RawFd, address: &UnixAddr) -> SysResult<()> {
+  socket::bind(fd, address).syscall("bind")
+}
+
+pub fn listen(fd: impl AsFd, backlog: i32) -> SysResult<()> {
+  let backlog = socket::Backlog::new(backlog).unwrap_or(socket::Backlog::MAXCONN);
+  socket::listen(&fd.as_fd(), backlog).syscall("listen")
+}
+
+/// Starts connecting. On a non-blocking socket `EINPROGRESS` (and, for a full Linux backlog,
+/// `EAGAIN`) are returned as errors for the caller to wait on or report.
+pub fn connect(fd: RawFd, address: &UnixAddr) -> SysResult<()> {
+  socket::connect(fd, address).syscall("connect")
+}
+
+/// Accepts one pending connection without blocking: close-on-exec and non-blocking. `None` when
+/// there is none.
+pub fn accept(fd: RawFd) -> SysResult<Option<OwnedFd>> {
+  loop {
+    match accept_raw(fd) {
+      Ok(accepted) => return Ok(Some(accepted)),
+      Err(errno) => match errno {
+        nix::errno::Errno::EINTR => continue,
+        // A connection that went away before we took it: try the next one.
+        nix::errno::Errno::ECONNABORTED => continue,
+        nix::errno::Errno::EAGAIN => return Ok(None),
+        errno => return Err(crate::SysError::new("accept", errno)),
+      },
+    }
+  }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn accept_raw(fd: RawFd) -> nix::Result<OwnedFd> {
+  use std::os::fd::FromRawFd;
+  let accepted = socket::accept4(fd, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK)?;
+  // SAFETY: accept4 returned a new descriptor that we own.
+  Ok(unsafe { OwnedFd::from_raw_fd(accepted) })
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn accept_raw(fd: RawFd) -> nix::Result<OwnedFd> {
+  use std::os::fd::FromRawFd;
+  let accepted = socket::accept(fd)?;
+  // SAFETY: accept returned a new descriptor that we own.
+  let accepted = unsafe { OwnedFd::from_raw_fd(accepted) };
+  finish_flags(&accepted, true).map_err(|err| err.errno)?;
+  Ok(accepted)
+}
+
+/// Ends the sending direction (`shutdown(SHUT_WR)`): the peer reads end-of-file after our data.
+pub fn shutdown_write(fd: RawFd) -> SysResult<()> {
+  match socket::shutdown(fd, socket::Shutdown::Write) {
+    // The peer is already gone: nothing left to end.
+    Ok(()) | Err(nix::errno::Errno::ENOTCONN) => Ok(()),
+    Err(errno) => Err(crate::SysError::new("shutdown", errno)),
+  }
+}
+
+/// The pending error of a socket (`SO_ERROR`), cleared by reading it.
+pub fn take_error(fd: impl AsFd) -> SysResult<i32> {
+  socket::getsockopt(&fd.as_fd(), sockopt::SocketError).syscall("getsockopt")
+}
+
+/// Whether the socket is listening (`SO_ACCEPTCONN`).
+pub fn is_listening(fd: impl AsFd) -> SysResult<bool> {
+  socket::getsockopt(&fd.as_fd(), sockopt::AcceptConn).syscall("getsockopt")
+}
+
+/// The local address of a socket.
+pub fn local_address(fd: RawFd) -> SysResult<SockaddrStorage> {
+  socket::getsockname(fd).syscall("getsockname")
+}
+
+/// The address of the connected peer.
+pub fn peer_address(fd: RawFd) -> SysResult<SockaddrStorage> {
+  socket::getpeername(fd).syscall("getpeername")
 }

@@ -1,0 +1,490 @@
+//! Many messages per system call, for sockets driven by an event loop: `recvmmsg`/`sendmmsg` on
+//! Linux, a loop of `recvmsg`/`sendmsg` elsewhere. Both are non-blocking (`MSG_DONTWAIT`) and
+//! report "would block" as zero messages rather than an error.
+//!
+//! A [`RecvBatch`] owns every descriptor the kernel installed the moment a receive returns, like
+//! rustix's ancillary buffer: the caller takes a message's descriptors with
+//! [`RecvBatch::take_fds`], and whatever it does not take is closed by the next receive or when the
+//! batch is dropped.
+
+use std::io::IoSlice;
+use std::mem::size_of;
+use std::ops::Range;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{SockaddrLike, SockaddrStorage};
+
+use crate::cmsg::{self, ControlBuffer, FD_SIZE, MAX_FDS_PER_MESSAGE};
+use crate::error::{SysError, SysResult};
+use crate::message::ReceivedCmsg;
+use crate::platform;
+
+/// An allocation for receive buffers failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutOfMemory;
+
+/// A zeroed buffer straight from the allocator (calloc): its pages stay untouched, so only the
+/// bytes messages really fill are ever committed. `None` if the allocation fails.
+fn zeroed(len: usize) -> Option<Vec<u8>> {
+  if len == 0 {
+    return Some(Vec::new());
+  }
+  let layout = std::alloc::Layout::array::<u8>(len).ok()?;
+  // SAFETY: non-zero size; on success the memory is `len` zeroed bytes owned by the Vec, with the
+  // layout Vec<u8> itself would use.
+  unsafe {
+    let ptr = std::alloc::alloc_zeroed(layout);
+    (!ptr.is_null()).then(|| Vec::from_raw_parts(ptr, len, len))
+  }
+}
+
+/// Control room per received message: a full SCM_RIGHTS message, credentials and a pidfd.
+pub fn default_control_space() -> usize {
+  cmsg::space_for_payloads([MAX_FDS_PER_MESSAGE * FD_SIZE, 64, FD_SIZE]).expect("fits")
+}
+
+/// One received message's place in the batch.
+#[derive(Clone, Debug, Default)]
+struct Slot {
+  len: usize,
+  flags: i32,
+  control_len: usize,
+  name_len: usize,
+  fds: Range<usize>,
+  other: Range<usize>,
+}
+
+/// Scratch space and results for receiving up to `capacity` messages in one call.
+#[derive(Default)]
+pub struct RecvBatch {
+  capacity: usize,
+  slot_size: usize,
+  control_space: usize,
+  want_addresses: bool,
+  data: Vec<u8>,
+  control: ControlBuffer,
+  names: Vec<libc::sockaddr_storage>,
+  iovecs: Vec<libc::iovec>,
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  headers: Vec<libc::mmsghdr>,
+  slots: Vec<Slot>,
+  received: usize,
+  /// Descriptors of all received messages, each slot's a range of it; `None` once taken.
+  fds: Vec<Option<OwnedFd>>,
+  /// Control messages that carry no descriptors (credentials, ...).
+  other: Vec<ReceivedCmsg>,
+}
+
+/// A view of one received message.
+pub struct BatchMessage<'a> {
+  pub data: &'a [u8],
+  /// `msg_flags` (MSG_TRUNC, MSG_CTRUNC, ...), without Linux's MSG_CMSG_CLOEXEC echo.
+  pub flags: i32,
+  /// How many descriptors arrived (and are still to be taken or closed).
+  pub fd_count: usize,
+  /// Control messages other than descriptors.
+  pub other: &'a [ReceivedCmsg],
+  /// The sender's address when asked for and given.
+  pub address: Option<SockaddrStorage>,
+}
+
+impl RecvBatch {
+  /// Sizes the scratch space: `capacity` messages of at most `slot_size` bytes each, with
+  /// `control_space` bytes of control buffer each. Reuses the allocations.
+  pub fn ensure(
+    &mut self,
+    capacity: usize,
+    slot_size: usize,
+    control_space: usize,
+    want_addresses: bool,
+  ) -> Result<(), OutOfMemory> {
+    self.release();
+    let data_len = capacity.saturating_mul(slot_size);
+    if self.data.len() < data_len {
+      self.data = zeroed(data_len).ok_or(OutOfMemory)?;
+    }
+    let control_len = capacity.saturating_mul(control_space);
+    if self.control.len() < control_len {
+      self.control.resize(control_len).map_err(|_| OutOfMemory)?;
+    }
+    if want_addresses && self.names.len() < capacity {
+      self.names.try_reserve(capacity - self.names.len()).map_err(|_| OutOfMemory)?;
+      // SAFETY: sockaddr_storage is plain data; all-zero is valid.
+      self.names.resize(capacity, unsafe { std::mem::zeroed() });
+    }
+    self.iovecs.resize(capacity, libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 });
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // SAFETY: mmsghdr is plain data; all-zero is valid.
+    self.headers.resize(capacity, unsafe { std::mem::zeroed() });
+    self.slots.resize(capacity, Slot::default());
+    self.capacity = capacity;
+    self.slot_size = slot_size;
+    self.control_space = control_space;
+    self.want_addresses = want_addresses;
+    Ok(())
+  }
+
+  pub fn capacity(&self) -> usize {
+    self.capacity
+  }
+
+  /// Closes the descriptors nobody took and forgets the previous results.
+  pub fn release(&mut self) {
+    self.fds.clear();
+    self.other.clear();
+    self.received = 0;
+  }
+
+  /// Receives up to `max` messages (at most the capacity) without blocking. Returns how many;
+  /// zero when nothing was waiting. The previous results are released first.
+  pub fn recv(&mut self, socket: RawFd, max: usize) -> SysResult<usize> {
+    self.release();
+    let count = max.min(self.capacity);
+    if count == 0 {
+      return Ok(0);
+    }
+    let received = match self.recv_raw(socket, count) {
+      Ok(n) => n,
+      Err(err) if err.errno == Errno::EAGAIN => 0,
+      Err(err) => return Err(err),
+    };
+    self.received = received;
+    self.own_control()?;
+    Ok(received)
+  }
+
+  fn prepare_slot(&mut self, i: usize) -> libc::msghdr {
+    self.iovecs[i] = libc::iovec {
+      iov_base: self.data[i * self.slot_size..].as_mut_ptr().cast(),
+      iov_len: self.slot_size,
+    };
+    // SAFETY: all-zero msghdr is valid; the pointers set below stay valid during the call.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_iov = &mut self.iovecs[i];
+    header.msg_iovlen = 1;
+    if self.control_space > 0 {
+      header.msg_control = self.control.as_bytes_mut()[i * self.control_space..].as_mut_ptr().cast();
+      header.msg_controllen = self.control_space as _;
+    }
+    if self.want_addresses {
+      header.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+      header.msg_namelen = size_of::<libc::sockaddr_storage>() as _;
+    }
+    header
+  }
+
+  fn record(&mut self, i: usize, len: usize, header: &libc::msghdr) {
+    self.slots[i] = Slot {
+      len: len.min(self.slot_size),
+      flags: platform::clean_flags(header.msg_flags),
+      control_len: (header.msg_controllen as usize).min(self.control_space),
+      name_len: if self.want_addresses { header.msg_namelen as usize } else { 0 },
+      fds: 0..0,
+      other: 0..0,
+    };
+  }
+
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  fn recv_raw(&mut self, socket: RawFd, count: usize) -> SysResult<usize> {
+    for i in 0..count {
+      let header = self.prepare_slot(i);
+      self.headers[i] = libc::mmsghdr { msg_hdr: header, msg_len: 0 };
+    }
+    let flags = libc::MSG_DONTWAIT | platform::RECV_FLAGS;
+    let n = loop {
+      // SAFETY: headers point into buffers owned by self for the duration of the call.
+      let n = unsafe {
+        libc::recvmmsg(socket, self.headers.as_mut_ptr(), count as _, flags as _, std::ptr::null_mut())
+      };
+      if n >= 0 {
+        break n as usize;
+      }
+      let err = SysError::last("recvmmsg");
+      if err.errno != Errno::EINTR {
+        return Err(err);
+      }
+    };
+    for i in 0..n {
+      let header = self.headers[i].msg_hdr;
+      self.record(i, self.headers[i].msg_len as usize, &header);
+    }
+    Ok(n)
+  }
+
+  #[cfg(not(any(target_os = "linux", target_os = "android")))]
+  fn recv_raw(&mut self, socket: RawFd, count: usize) -> SysResult<usize> {
+    let mut n = 0;
+    while n < count {
+      let mut header = self.prepare_slot(n);
+      // SAFETY: the header points into buffers owned by self for the duration of the call.
+      let len = unsafe { libc::recvmsg(socket, &mut header, libc::MSG_DONTWAIT | platform::RECV_FLAGS) };
+      if len < 0 {
+        let err = SysError::last("recvmsg");
+        match err.errno {
+          Errno::EINTR => continue,
+          _ if n > 0 => break,
+          _ => return Err(err),
+        }
+      }
+      self.record(n, len as usize, &header);
+      n += 1;
+      // A zero-length read on a stream is the end: nothing follows it.
+      if len == 0 {
+        break;
+      }
+    }
+    Ok(n)
+  }
+
+  /// Takes ownership of every descriptor the kernel just installed, before anything else can fail.
+  fn own_control(&mut self) -> SysResult<()> {
+    for i in 0..self.received {
+      let start = i * self.control_space;
+      let control = &self.control.as_bytes()[start..start + self.slots[i].control_len];
+      let fds_start = self.fds.len();
+      let other_start = self.other.len();
+      for raw in cmsg::walk(control) {
+        if raw.carries_fds() {
+          // SAFETY: the kernel installed these descriptors for us in this receive.
+          self.fds.extend(raw.fds().map(|n| Some(unsafe { OwnedFd::from_raw_fd(n) })));
+        } else {
+          // SAFETY: not fd-carrying, so nothing is owned; this only copies the bytes.
+          self.other.push(unsafe { crate::message::own(raw) });
+        }
+      }
+      self.slots[i].fds = fds_start..self.fds.len();
+      self.slots[i].other = other_start..self.other.len();
+    }
+    for owned in self.fds.iter().flatten() {
+      platform::set_received_cloexec(owned)?;
+    }
+    Ok(())
+  }
+
+  /// How many messages the last receive returned.
+  pub fn len(&self) -> usize {
+    self.received
+  }
+
+  pub fn is_empty(&self) -> bool {
+    self.received == 0
+  }
+
+  pub fn message(&self, i: usize) -> BatchMessage<'_> {
+    assert!(i < self.received, "message {i} of {}", self.received);
+    let slot = &self.slots[i];
+    let address = if slot.name_len > 0 {
+      // SAFETY: the kernel wrote `name_len` bytes of a sockaddr into this slot.
+      unsafe {
+        SockaddrStorage::from_raw(
+          (&self.names[i] as *const libc::sockaddr_storage).cast(),
+          Some(slot.name_len as _),
+        )
+      }
+    } else {
+      None
+    };
+    BatchMessage {
+      data: &self.data[i * self.slot_size..i * self.slot_size + slot.len],
+      flags: slot.flags,
+      fd_count: slot.fds.len(),
+      other: &self.other[slot.other.clone()],
+      address,
+    }
+  }
+
+  /// Message `i`'s descriptor numbers, in order, while the batch still owns them.
+  pub fn fd_numbers_of(&self, i: usize) -> impl ExactSizeIterator<Item = RawFd> + '_ {
+    assert!(i < self.received);
+    self.fds[self.slots[i].fds.clone()]
+      .iter()
+      .map(|owned| owned.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd))
+  }
+
+  /// Takes message `i`'s descriptors, in order. Those not taken close on release.
+  pub fn take_fds(&mut self, i: usize) -> impl Iterator<Item = OwnedFd> + '_ {
+    assert!(i < self.received);
+    let range = self.slots[i].fds.clone();
+    self.fds[range].iter_mut().filter_map(Option::take)
+  }
+}
+
+/// One message to send: its data in parts, the descriptors it carries, and where to (datagrams).
+pub struct Outgoing<'a> {
+  pub parts: &'a [IoSlice<'a>],
+  pub fds: &'a [RawFd],
+  pub address: Option<&'a dyn SockaddrLike>,
+}
+
+impl Outgoing<'_> {
+  fn len(&self) -> usize {
+    self.parts.iter().map(|part| part.len()).sum()
+  }
+}
+
+/// Reusable control buffers for a send batch.
+#[derive(Default)]
+pub struct SendScratch {
+  controls: Vec<ControlBuffer>,
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  headers: Vec<libc::mmsghdr>,
+}
+
+fn header_for(message: &Outgoing<'_>, control: &mut ControlBuffer) -> libc::msghdr {
+  // SAFETY: all-zero msghdr is valid; pointers set below outlive the send.
+  let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+  header.msg_iov = message.parts.as_ptr() as *mut libc::iovec;
+  header.msg_iovlen = message.parts.len() as _;
+  header.msg_control = control.as_msg_control();
+  header.msg_controllen = control.len() as _;
+  if let Some(address) = message.address {
+    header.msg_name = address.as_ptr() as *mut libc::c_void;
+    header.msg_namelen = address.len();
+  }
+  header
+}
+
+fn encode_rights(scratch: &mut SendScratch, messages: &[Outgoing<'_>]) -> Result<(), SysError> {
+  if scratch.controls.len() < messages.len() {
+    scratch.controls.resize_with(messages.len(), ControlBuffer::default);
+  }
+  for (message, control) in messages.iter().zip(&mut scratch.controls) {
+    cmsg::encode_rights_into(control, message.fds).map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
+  }
+  Ok(())
+}
+
+/// Sends whole messages on a datagram or seqpacket socket without blocking. Returns how many
+/// were sent, in order; zero when the socket is full. An error after some were sent is left for
+/// the next call to report, as `sendmmsg` does.
+pub fn send_datagrams(socket: RawFd, messages: &[Outgoing<'_>], scratch: &mut SendScratch) -> SysResult<usize> {
+  if messages.is_empty() {
+    return Ok(0);
+  }
+  platform::prepare_send(socket)?;
+  encode_rights(scratch, messages)?;
+  let result = send_datagrams_raw(socket, messages, scratch);
+  match result {
+    Err(err) if err.errno == Errno::EAGAIN => Ok(0),
+    other => other,
+  }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send_datagrams_raw(socket: RawFd, messages: &[Outgoing<'_>], scratch: &mut SendScratch) -> SysResult<usize> {
+  scratch.headers.clear();
+  for (message, control) in messages.iter().zip(&mut scratch.controls) {
+    scratch.headers.push(libc::mmsghdr { msg_hdr: header_for(message, control), msg_len: 0 });
+  }
+  let flags = libc::MSG_DONTWAIT | platform::SEND_FLAGS;
+  loop {
+    // SAFETY: headers point at the caller's buffers and our control buffers for the call.
+    let n = unsafe { libc::sendmmsg(socket, scratch.headers.as_mut_ptr(), messages.len() as _, flags as _) };
+    if n >= 0 {
+      return Ok(n as usize);
+    }
+    let err = SysError::last("sendmmsg");
+    if err.errno != Errno::EINTR {
+      return Err(err);
+    }
+  }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn send_datagrams_raw(socket: RawFd, messages: &[Outgoing<'_>], scratch: &mut SendScratch) -> SysResult<usize> {
+  let mut sent = 0;
+  for (message, control) in messages.iter().zip(&mut scratch.controls) {
+    let header = header_for(message, control);
+    // SAFETY: the header points at live buffers for the call.
+    let n = unsafe { libc::sendmsg(socket, &header, libc::MSG_DONTWAIT | platform::SEND_FLAGS) };
+    if n < 0 {
+      let err = SysError::last("sendmsg");
+      match err.errno {
+        Errno::EINTR => continue,
+        _ if sent > 0 => break,
+        _ => return Err(err),
+      }
+    }
+    sent += 1;
+  }
+  Ok(sent)
+}
+
+/// The most iovecs one `sendmsg` takes (POSIX guarantees 16; Linux and Darwin take 1024).
+const IOV_MAX: usize = 1024;
+
+/// Sends messages on a stream socket without blocking, in as few `sendmsg` calls as the
+/// descriptors allow: each message carrying descriptors starts a new call (they ride on its first
+/// byte), and the plain messages after it join that call's iovecs. Returns the bytes sent, which
+/// may end inside a message; zero when the socket is full.
+///
+/// Not `sendmmsg`: on a stream it would carry on after a partial write and leave a gap.
+pub fn send_stream(socket: RawFd, messages: &[Outgoing<'_>], scratch: &mut SendScratch) -> SysResult<usize> {
+  platform::prepare_send(socket)?;
+  if scratch.controls.is_empty() {
+    scratch.controls.push(ControlBuffer::default());
+  }
+  let control = &mut scratch.controls[0];
+  let mut iovecs: Vec<IoSlice<'_>> = Vec::new();
+  let mut total = 0;
+  let mut next = 0;
+  while next < messages.len() {
+    // A run: one message (with its descriptors) and the plain messages after it.
+    let first = &messages[next];
+    cmsg::encode_rights_into(control, first.fds).map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
+    iovecs.clear();
+    let mut run_len = 0;
+    let mut end = next;
+    while end < messages.len() && (end == next || messages[end].fds.is_empty()) {
+      if end > next && iovecs.len() + messages[end].parts.len() > IOV_MAX {
+        break;
+      }
+      iovecs.extend_from_slice(messages[end].parts);
+      run_len += messages[end].len();
+      end += 1;
+    }
+    if run_len == 0 {
+      if !first.fds.is_empty() {
+        // The kernel would accept this and drop the descriptors; callers refuse it earlier.
+        return Err(SysError::new("sendmsg", Errno::EINVAL));
+      }
+      next = end;
+      continue;
+    }
+    let run = Outgoing { parts: &iovecs, fds: first.fds, address: None };
+    let header = header_for(&run, control);
+    let sent = loop {
+      // SAFETY: the header points at live buffers for the call.
+      let n = unsafe { libc::sendmsg(socket, &header, libc::MSG_DONTWAIT | platform::SEND_FLAGS) };
+      if n >= 0 {
+        break n as usize;
+      }
+      let err = SysError::last("sendmsg");
+      match err.errno {
+        Errno::EINTR => continue,
+        Errno::EAGAIN => return Ok(total),
+        // Report what went out; the error recurs on the next call.
+        _ if total > 0 => return Ok(total),
+        _ => return Err(err),
+      }
+    };
+    total += sent;
+    if sent < run_len {
+      return Ok(total);
+    }
+    next = end;
+  }
+  Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn default_control_space_holds_a_full_message() {
+    let space = default_control_space();
+    assert!(space >= cmsg::cmsg_space(253 * 4).unwrap());
+  }
+}

@@ -1,0 +1,182 @@
+//! Many messages per call: ownership of received descriptors, batching, and full sockets.
+
+use std::io::{IoSlice, Read};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+
+use sendmsg_core::batch::{self, default_control_space, Outgoing, RecvBatch, SendScratch};
+use sendmsg_core::socket::{socketpair, SocketKind};
+
+static FD_LOCK: Mutex<()> = Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+  FD_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn open_fds() -> usize {
+  let dir = if cfg!(target_os = "linux") { "/proc/self/fd" } else { "/dev/fd" };
+  std::fs::read_dir(dir).unwrap().count()
+}
+
+fn pipe_with(marker: &[u8]) -> OwnedFd {
+  let (read_end, write_end) = nix::unistd::pipe().unwrap();
+  nix::unistd::write(&write_end, marker).unwrap();
+  read_end
+}
+
+fn read_marker(fd: OwnedFd, len: usize) -> Vec<u8> {
+  let mut buffer = vec![0; len];
+  std::fs::File::from(fd).read_exact(&mut buffer).unwrap();
+  buffer
+}
+
+#[test]
+fn a_batch_receives_many_datagrams_and_closes_descriptors_nobody_took() {
+  let _guard = lock();
+  let before = open_fds();
+  {
+    let (a, b) = socketpair(SocketKind::Datagram, true).unwrap();
+    let pipes: Vec<OwnedFd> = (0..3u8).map(|i| pipe_with(&[b'a' + i])).collect();
+    let numbers: Vec<RawFd> = pipes.iter().map(AsRawFd::as_raw_fd).collect();
+    let parts = [[IoSlice::new(b"zero")], [IoSlice::new(b"one")], [IoSlice::new(b"two")]];
+    let messages: Vec<Outgoing<'_>> = (0..3)
+      .map(|i| Outgoing { parts: &parts[i], fds: &numbers[i..=i], address: None })
+      .collect();
+    let mut scratch = SendScratch::default();
+    assert_eq!(batch::send_datagrams(a.as_raw_fd(), &messages, &mut scratch).unwrap(), 3);
+
+    let mut received = RecvBatch::default();
+    received.ensure(8, 64, default_control_space(), false).unwrap();
+    assert_eq!(received.recv(b.as_raw_fd(), 8).unwrap(), 3);
+    assert_eq!(received.message(1).data, b"one");
+    assert_eq!(received.message(1).fd_count, 1);
+    // Take only the middle message's descriptor; it must be the second pipe.
+    let taken: Vec<OwnedFd> = received.take_fds(1).collect();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(received.take_fds(1).count(), 0, "taken once");
+    // The other two close when the batch is reused.
+    assert_eq!(received.recv(b.as_raw_fd(), 8).unwrap(), 0, "nothing waiting is not an error");
+    assert_eq!(read_marker(taken.into_iter().next().unwrap(), 1), b"b");
+  }
+  assert_eq!(open_fds(), before);
+}
+
+#[test]
+fn dropping_a_batch_closes_what_it_still_owns() {
+  let _guard = lock();
+  let before = open_fds();
+  {
+    let (a, b) = socketpair(SocketKind::SeqPacket, true).unwrap();
+    let pipe = pipe_with(b"x");
+    let parts = [IoSlice::new(b"m")];
+    let fds = [pipe.as_raw_fd(); 5];
+    let messages = [Outgoing { parts: &parts, fds: &fds, address: None }];
+    batch::send_datagrams(a.as_raw_fd(), &messages, &mut SendScratch::default()).unwrap();
+    let mut received = RecvBatch::default();
+    received.ensure(4, 16, default_control_space(), false).unwrap();
+    assert_eq!(received.recv(b.as_raw_fd(), 4).unwrap(), 1);
+    assert_eq!(received.message(0).fd_count, 5);
+  }
+  assert_eq!(open_fds(), before);
+}
+
+#[test]
+fn a_full_datagram_socket_sends_nothing_rather_than_failing() {
+  let _guard = lock();
+  let (a, _b) = socketpair(SocketKind::Datagram, true).unwrap();
+  let big = vec![0u8; 16 * 1024];
+  let parts = [IoSlice::new(&big)];
+  let messages: Vec<Outgoing<'_>> = (0..64).map(|_| Outgoing { parts: &parts, fds: &[], address: None }).collect();
+  let mut scratch = SendScratch::default();
+  let mut total = 0;
+  loop {
+    let sent = batch::send_datagrams(a.as_raw_fd(), &messages, &mut scratch).unwrap();
+    total += sent;
+    if sent < messages.len() {
+      break;
+    }
+  }
+  assert!(total > 0);
+  assert_eq!(batch::send_datagrams(a.as_raw_fd(), &messages, &mut scratch).unwrap(), 0);
+}
+
+#[test]
+fn a_stream_run_puts_each_messages_descriptors_on_its_own_first_byte() {
+  let _guard = lock();
+  let (a, b) = socketpair(SocketKind::Stream, true).unwrap();
+  let first = pipe_with(b"1");
+  let second = pipe_with(b"2");
+  let (p0, p1, p2) = ([IoSlice::new(b"aa")], [IoSlice::new(b"bb")], [IoSlice::new(b"cc")]);
+  let (f0, f2) = ([first.as_raw_fd()], [second.as_raw_fd()]);
+  let messages = [
+    Outgoing { parts: &p0, fds: &f0, address: None },
+    Outgoing { parts: &p1, fds: &[], address: None },
+    Outgoing { parts: &p2, fds: &f2, address: None },
+  ];
+  let sent = batch::send_stream(a.as_raw_fd(), &messages, &mut SendScratch::default()).unwrap();
+  assert_eq!(sent, 6);
+
+  // A stream receive stops at a message that carries descriptors: "aabb" with the first pipe,
+  // then "cc" with the second.
+  let mut received = RecvBatch::default();
+  received.ensure(4, 64, default_control_space(), false).unwrap();
+  let count = received.recv(b.as_raw_fd(), 4).unwrap();
+  assert_eq!(count, 2);
+  assert_eq!(received.message(0).data, b"aabb");
+  assert_eq!(received.message(1).data, b"cc");
+  let fd0 = received.take_fds(0).next().unwrap();
+  let fd1 = received.take_fds(1).next().unwrap();
+  assert_eq!(read_marker(fd0, 1), b"1");
+  assert_eq!(read_marker(fd1, 1), b"2");
+}
+
+#[test]
+fn a_full_stream_reports_how_far_it_got() {
+  let _guard = lock();
+  let (a, _b) = socketpair(SocketKind::Stream, true).unwrap();
+  let big = vec![7u8; 1 << 20];
+  let parts = [IoSlice::new(&big)];
+  let messages = [Outgoing { parts: &parts, fds: &[], address: None }];
+  let sent = batch::send_stream(a.as_raw_fd(), &messages, &mut SendScratch::default()).unwrap();
+  assert!(sent > 0 && sent < big.len(), "a partial write of {sent} bytes");
+  assert_eq!(batch::send_stream(a.as_raw_fd(), &messages, &mut SendScratch::default()).unwrap(), 0);
+}
+
+#[test]
+fn datagrams_carry_their_senders_address() {
+  let _guard = lock();
+  let dir = std::env::temp_dir().join(format!("sendmsg-batch-{}", std::process::id()));
+  std::fs::create_dir_all(&dir).unwrap();
+  let (server_path, client_path) = (dir.join("server"), dir.join("client"));
+  let _ = std::fs::remove_file(&server_path);
+  let _ = std::fs::remove_file(&client_path);
+  let server = sendmsg_core::socket::unix_socket(SocketKind::Datagram, true).unwrap();
+  let client = sendmsg_core::socket::unix_socket(SocketKind::Datagram, true).unwrap();
+  use std::os::unix::ffi::OsStrExt;
+  let server_address = sendmsg_core::socket::unix_address(server_path.as_os_str().as_bytes()).unwrap();
+  let client_address = sendmsg_core::socket::unix_address(client_path.as_os_str().as_bytes()).unwrap();
+  sendmsg_core::socket::bind(server.as_raw_fd(), &server_address).unwrap();
+  sendmsg_core::socket::bind(client.as_raw_fd(), &client_address).unwrap();
+  let parts = [IoSlice::new(b"hi")];
+  let messages = [Outgoing { parts: &parts, fds: &[], address: Some(&server_address) }];
+  assert_eq!(batch::send_datagrams(client.as_raw_fd(), &messages, &mut SendScratch::default()).unwrap(), 1);
+  let mut received = RecvBatch::default();
+  received.ensure(2, 16, default_control_space(), true).unwrap();
+  assert_eq!(received.recv(server.as_raw_fd(), 2).unwrap(), 1);
+  let address = received.message(0).address.expect("an address");
+  assert_eq!(
+    sendmsg_core::socket::address_bytes(&address).unwrap(),
+    client_path.as_os_str().as_bytes()
+  );
+  std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn abstract_names_round_trip() {
+  use nix::sys::socket::SockaddrLike;
+  let address = sendmsg_core::socket::unix_address(b"\0sendmsg-test").unwrap();
+  // SAFETY: a valid sockaddr_un of the stated length.
+  let storage = unsafe { nix::sys::socket::SockaddrStorage::from_raw(address.as_ptr().cast(), Some(address.len())) }.unwrap();
+  assert_eq!(sendmsg_core::socket::address_bytes(&storage).unwrap(), b"\0sendmsg-test");
+}
