@@ -72,6 +72,14 @@ pub fn throw_encode(env: &Env, err: EncodeError) -> Error {
   }
 }
 
+/// An error about the state of things rather than an argument, with a code of the package's own.
+pub fn throw_state_error(env: &Env, code: &str, message: &str) -> Error {
+  match env.throw_error(message, Some(code)) {
+    Ok(()) => pending(),
+    Err(err) => err,
+  }
+}
+
 pub fn out_of_memory(env: &Env) -> Error {
   match env.throw_error("Memory allocation failed", Some("ERR_MEMORY_ALLOCATION_FAILED")) {
     Ok(()) => pending(),

@@ -4,4 +4,8 @@
 
 mod constants;
 mod errors;
+mod event_socket;
+mod js_call;
+mod reactor;
+mod socket_ops;
 mod sync_api;

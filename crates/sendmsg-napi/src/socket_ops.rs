@@ -1,0 +1,119 @@
+//! Creating, binding, listening on, connecting and describing AF_UNIX sockets, for the event-loop
+//! layer (`lib/socket.ts`, `lib/server.ts`). Addresses arrive as bytes: a path, or an abstract
+//! name after a NUL byte (Linux).
+
+use std::os::fd::{BorrowedFd, IntoRawFd};
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use nix::errno::Errno;
+use sendmsg_core::socket::{self, SocketKind};
+use sendmsg_core::SysError;
+
+use crate::errors;
+
+fn kind_of(env: &Env, sock_type: i32) -> Result<SocketKind> {
+  SocketKind::from_raw(sock_type)
+    .ok_or_else(|| errors::throw_type_error(env, "ERR_INVALID_ARG_VALUE", "unsupported socket type"))
+}
+
+/// SAFETY: the caller's descriptor stays open for the duration of the call.
+fn borrow(fd: i32) -> BorrowedFd<'static> {
+  unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// A new non-blocking, close-on-exec AF_UNIX socket.
+#[napi]
+pub fn unix_socket(env: Env, sock_type: i32) -> Result<i32> {
+  let kind = kind_of(&env, sock_type)?;
+  socket::unix_socket(kind, true)
+    .map(IntoRawFd::into_raw_fd)
+    .map_err(|err| errors::throw_sys(&env, err))
+}
+
+#[napi]
+pub fn bind_unix(env: Env, fd: i32, path: &[u8]) -> Result<()> {
+  let address = socket::unix_address(path).map_err(|err| errors::throw_sys(&env, err))?;
+  socket::bind(fd, &address).map_err(|err| errors::throw_sys(&env, err))
+}
+
+#[napi]
+pub fn listen_unix(env: Env, fd: i32, backlog: i32) -> Result<()> {
+  socket::listen(borrow(fd), backlog).map_err(|err| errors::throw_sys(&env, err))
+}
+
+/// Connects; `true` when connected, `false` when in progress (wait until writable, then
+/// `takeSocketError`).
+#[napi]
+pub fn connect_unix(env: Env, fd: i32, path: &[u8]) -> Result<bool> {
+  let address = socket::unix_address(path)
+    .map_err(|err| errors::throw_sys(&env, SysError::new("connect", err.errno)))?;
+  match socket::connect(fd, &address) {
+    Ok(()) => Ok(true),
+    Err(err) if err.errno == Errno::EINPROGRESS => Ok(false),
+    Err(err) => Err(errors::throw_sys(&env, err)),
+  }
+}
+
+/// Throws the socket's pending error (`SO_ERROR`) if it has one, as from `syscall`.
+#[napi]
+pub fn check_socket_error(env: Env, fd: i32, syscall: String) -> Result<()> {
+  let errno = socket::take_error(borrow(fd)).map_err(|err| errors::throw_sys(&env, err))?;
+  if errno == 0 {
+    return Ok(());
+  }
+  let syscall: &'static str = match syscall.as_str() {
+    "connect" => "connect",
+    _ => "getsockopt",
+  };
+  Err(errors::throw_sys(&env, SysError::new(syscall, Errno::from_raw(errno))))
+}
+
+/// What a descriptor is, for adopting it.
+#[napi(object)]
+pub struct SocketDescription {
+  pub family: i32,
+  #[napi(js_name = "type")]
+  pub sock_type: i32,
+  pub listening: bool,
+}
+
+#[napi]
+pub fn describe_socket(env: Env, fd: i32) -> Result<SocketDescription> {
+  let family = socket::family(fd).map_err(|err| errors::throw_sys(&env, err))?;
+  let sock_type = socket::raw_type(borrow(fd)).map_err(|err| errors::throw_sys(&env, err))?;
+  let listening = match sock_type {
+    libc::SOCK_STREAM | libc::SOCK_SEQPACKET => {
+      socket::is_listening(borrow(fd)).map_err(|err| errors::throw_sys(&env, err))?
+    }
+    _ => false,
+  };
+  Ok(SocketDescription { family, sock_type, listening })
+}
+
+/// The socket's own address as bytes; null when unnamed.
+#[napi]
+pub fn local_address(env: Env, fd: i32) -> Result<Option<Buffer>> {
+  let address = socket::local_address(fd).map_err(|err| errors::throw_sys(&env, err))?;
+  Ok(socket::address_bytes(&address).map(Buffer::from))
+}
+
+/// The connected peer's address as bytes; null when unnamed.
+#[napi]
+pub fn peer_address(env: Env, fd: i32) -> Result<Option<Buffer>> {
+  let address = socket::peer_address(fd).map_err(|err| errors::throw_sys(&env, err))?;
+  Ok(socket::address_bytes(&address).map(Buffer::from))
+}
+
+/// Closes a descriptor. EBADF is thrown; EINTR is not (the descriptor is gone either way).
+#[napi]
+pub fn close_fd(env: Env, fd: i32) -> Result<()> {
+  // SAFETY: the caller gives up fd.
+  if unsafe { libc::close(fd) } == -1 {
+    let err = SysError::last("close");
+    if err.errno != Errno::EINTR {
+      return Err(errors::throw_sys(&env, err));
+    }
+  }
+  Ok(())
+}
