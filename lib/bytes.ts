@@ -34,9 +34,13 @@ export function bytesOf(value: unknown, name: string): Uint8Array {
 }
 
 export function chunksOf(data: unknown, name: string): Uint8Array[] {
+  if (data instanceof Uint8Array) return [data]
   if (!Array.isArray(data)) return [bytesOf(data, name)]
   const chunks = new Array<Uint8Array>(data.length)
-  for (let i = 0; i < data.length; i++) chunks[i] = bytesOf(data[i], `${name}[${i}]`)
+  for (let i = 0; i < data.length; i++) {
+    const item: unknown = data[i]
+    chunks[i] = item instanceof Uint8Array ? item : bytesOf(item, `${name}[${i}]`)
+  }
   return chunks
 }
 

@@ -62,6 +62,11 @@ export function stateError(code: string, message: string): Error & NodeError {
 export const INT32_MIN = -(2 ** 31)
 export const INT32_MAX = 2 ** 31 - 1
 
+/** Whether `value` is an integer in `[min, max]` (the cheap check hot paths make before naming anything). */
+export function isIntegerIn(value: unknown, min: number, max: number): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max
+}
+
 /** An integer in `[min, max]`, or a TypeError/RangeError naming `name`. */
 export function validateInteger(value: unknown, name: string, min: number, max: number): number {
   if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value)

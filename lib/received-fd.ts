@@ -1,0 +1,62 @@
+// A descriptor that arrived in a message, owned until someone takes it or closes it.
+import { native } from './binding'
+import { stateError } from './errors'
+
+/** Internal: hands back the number if still owned (for closing), and empties the object. */
+export const kRelease = Symbol('release')
+
+/**
+ * A file descriptor received in a message. It is owned by this object: `take()` hands the number
+ * over to you, `close()` (or `using`) closes it. If neither has happened by the time the message's
+ * 'message' handler returns (or, with `for await`, when the loop asks for the next message), the
+ * package closes it: a descriptor nobody claims never leaks.
+ *
+ * @example sock.on('message', (msg) => { const fd = msg.fds[0]?.take() })
+ */
+export class ReceivedFd implements Disposable {
+  #fd: number
+
+  constructor(fd: number) {
+    this.#fd = fd
+  }
+
+  /** The number, still owned by this object (valid until the message is handled). */
+  get fd(): number {
+    if (this.#fd < 0) throw stateError('ERR_SENDMSG_FD_RELEASED', 'This descriptor was taken or closed: call take() while handling the message to keep it')
+    return this.#fd
+  }
+
+  /** Whether the descriptor was taken or closed. */
+  get released(): boolean {
+    return this.#fd < 0
+  }
+
+  /** Takes the descriptor: the number is yours to close (`fs.closeSync`), and nothing closes it for you. */
+  take(): number {
+    const fd = this.fd
+    this.#fd = -1
+    return fd
+  }
+
+  /** Closes the descriptor now. Idempotent. */
+  close(): void {
+    const fd = this.#fd
+    if (fd < 0) return
+    this.#fd = -1
+    native.closeFd(fd)
+  }
+
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  [kRelease](): number {
+    const fd = this.#fd
+    this.#fd = -1
+    return fd
+  }
+
+  toString(): string {
+    return this.#fd < 0 ? 'ReceivedFd(released)' : `ReceivedFd(${this.#fd})`
+  }
+}

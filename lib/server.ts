@@ -1,0 +1,234 @@
+// UnixServer: a listening AF_UNIX socket (stream or seqpacket) in the event loop, delivering
+// accepted connections as UnixSockets.
+import { EventEmitter } from 'node:events'
+import { statSync, unlinkSync } from 'node:fs'
+
+import { addressOf, withAddress } from './address'
+import { native } from './binding'
+import { constants } from './constants'
+import { invalidArgValue, stateError, validateInteger, INT32_MAX } from './errors'
+import { EVENT } from './message'
+import { ReceivedFd } from './received-fd'
+import { adopt, socketTypeName, validateSocketOptions, type UnixSocket, type UnixSocketOptions } from './socket'
+import { sockTypeOf } from './sync'
+
+export interface UnixServerOptions extends UnixSocketOptions {
+  /** 'stream' (default) or 'seqpacket'. */
+  type?: 'stream' | 'seqpacket'
+  /** The listen(2) backlog. Default 511, as Node's. */
+  backlog?: number
+}
+
+/** The file a server created, so that close() removes that file and not a successor's. */
+interface BoundFile {
+  path: string
+  dev: number
+  ino: number
+}
+
+/**
+ * A listening socket. Events: `'connection'` (a {@link UnixSocket}), `'error'`, `'close'`.
+ * Accepted sockets are close-on-exec and non-blocking.
+ *
+ * @example
+ * const server = UnixServer.listen('/tmp/app.sock')
+ * server.on('connection', (sock) => sock.on('message', (msg) => sock.send(msg.data)))
+ */
+export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket> {
+  readonly #type: 'stream' | 'seqpacket'
+  readonly #socketOptions: Required<UnixSocketOptions>
+  #native: InstanceType<typeof native.NativeSocket> | undefined
+  #fd: number
+  #bound: BoundFile | undefined
+  #accepting = false
+  #closed = false
+  #iterating = false
+  #pending: UnixSocket[] = []
+  #waiter: ((result: IteratorResult<UnixSocket>) => void) | undefined
+
+  private constructor(fd: number, type: 'stream' | 'seqpacket', options: Required<UnixSocketOptions>) {
+    super()
+    this.#fd = fd
+    this.#type = type
+    this.#socketOptions = options
+    this.#native = new native.NativeSocket(fd, sockTypeOf(type), true, 1, this, UnixServer.#dispatch)
+    this.on('newListener', (event) => {
+      if (event === 'connection') queueMicrotask(() => this.#updateAccepting())
+    })
+    this.on('removeListener', (event) => {
+      if (event === 'connection') this.#updateAccepting()
+    })
+  }
+
+  /**
+   * Binds `path` and listens. On Linux a path starting with '\0' is an abstract name (no file).
+   *
+   * @example const server = UnixServer.listen('/run/app.sock', { type: 'seqpacket' })
+   */
+  static listen(path: string, options: UnixServerOptions = {}): UnixServer {
+    const { type = 'stream', backlog = 511, ...socketOptions } = options
+    if (type !== 'stream' && type !== 'seqpacket') throw invalidArgValue('options.type', type, "must be 'stream' or 'seqpacket'")
+    validateInteger(backlog, 'options.backlog', 0, INT32_MAX)
+    const checked = validateSocketOptions(socketOptions)
+    const address = addressOf(path)
+    const fd = native.unixSocket(sockTypeOf(type))
+    let server: UnixServer
+    try {
+      server = new UnixServer(fd, type, checked)
+    } catch (error) {
+      native.closeFd(fd)
+      throw error
+    }
+    try {
+      native.bindUnix(fd, address)
+      if (path.charCodeAt(0) !== 0) {
+        const stat = statSync(path)
+        server.#bound = { path, dev: stat.dev, ino: stat.ino }
+      }
+      native.listenUnix(fd, backlog)
+    } catch (error) {
+      server.close()
+      throw withAddress(error as Error, path)
+    }
+    return server
+  }
+
+  /**
+   * Adopts a listening AF_UNIX socket descriptor (from a supervisor, systemd, or a ReceivedFd).
+   *
+   * @example const server = UnixServer.from(3)
+   */
+  static from(fd: number | ReceivedFd, options?: UnixSocketOptions): UnixServer {
+    const checked = validateSocketOptions(options)
+    const number = fd instanceof ReceivedFd ? fd.fd : validateInteger(fd, 'fd', 0, INT32_MAX)
+    const description = native.describeSocket(number)
+    if (description.family !== constants.AF_UNIX) throw invalidArgValue('fd', number, 'is not an AF_UNIX socket')
+    if (!description.listening) throw invalidArgValue('fd', number, 'is not a listening socket')
+    const type = socketTypeName(description.type)
+    if (type !== 'stream' && type !== 'seqpacket') throw invalidArgValue('fd', number, 'is not a stream or seqpacket socket')
+    const owned = fd instanceof ReceivedFd ? fd.take() : number
+    try {
+      return new UnixServer(owned, type, checked)
+    } catch (error) {
+      native.closeFd(owned)
+      throw error
+    }
+  }
+
+  get type(): 'stream' | 'seqpacket' {
+    return this.#type
+  }
+
+  /** The listening descriptor, still owned by the server; -1 once closed. */
+  get fd(): number {
+    return this.#closed ? -1 : this.#fd
+  }
+
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  /** The address the server listens on. */
+  get address(): string | undefined {
+    if (this.#closed) return undefined
+    return native.localAddress(this.#fd)?.toString('utf8') ?? undefined
+  }
+
+  #updateAccepting(): void {
+    const want = !this.#closed && (this.#iterating ? this.#pending.length < 64 : this.listenerCount('connection') > 0)
+    if (want === this.#accepting) return
+    this.#accepting = want
+    if (want) this.#native!.readStart()
+    else this.#native!.readStop()
+  }
+
+  #onConnection(fd: number): void {
+    const socket = adopt(fd, this.#type, this.#socketOptions)
+    const waiter = this.#waiter
+    if (waiter !== undefined) {
+      this.#waiter = undefined
+      waiter({ value: socket, done: false })
+    } else if (this.#iterating || this.listenerCount('connection') === 0) {
+      this.#pending.push(socket)
+      this.#updateAccepting()
+    } else {
+      this.emit('connection', socket)
+    }
+  }
+
+  /**
+   * Iterates over accepted connections until the server closes.
+   *
+   * @example for await (const sock of server) serve(sock)
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<UnixSocket> {
+    if (this.#iterating) throw stateError('ERR_SENDMSG_ALREADY_ITERATING', 'This server already has an active iterator')
+    this.#iterating = true
+    this.#updateAccepting()
+    const stop = (): IteratorResult<UnixSocket> => {
+      this.#iterating = false
+      this.#updateAccepting()
+      return { value: undefined, done: true }
+    }
+    const iterator: AsyncIterableIterator<UnixSocket> = {
+      next: () => {
+        if (!this.#iterating) return Promise.resolve({ value: undefined, done: true })
+        const socket = this.#pending.shift()
+        if (socket !== undefined) {
+          this.#updateAccepting()
+          return Promise.resolve({ value: socket, done: false })
+        }
+        if (this.#closed) return Promise.resolve(stop())
+        return new Promise((resolve) => (this.#waiter = resolve))
+      },
+      return: async () => stop(),
+      [Symbol.asyncIterator]() {
+        return iterator
+      },
+    }
+    return iterator
+  }
+
+  /** Stops listening, closes the descriptor and removes the socket file it created. Idempotent. */
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#accepting = false
+    this.#native?.close()
+    this.#native = undefined
+    this.#unlinkBoundFile()
+    for (const socket of this.#pending.splice(0)) socket.close()
+    const waiter = this.#waiter
+    this.#waiter = undefined
+    waiter?.({ value: undefined, done: true })
+    process.nextTick(() => this.emit('close'))
+  }
+
+  #unlinkBoundFile(): void {
+    const bound = this.#bound
+    this.#bound = undefined
+    if (bound === undefined) return
+    try {
+      const stat = statSync(bound.path)
+      if (stat.dev === bound.dev && stat.ino === bound.ino) unlinkSync(bound.path)
+    } catch {
+      // Already gone.
+    }
+  }
+
+  unref(): this {
+    this.#native?.unref()
+    return this
+  }
+
+  ref(): this {
+    this.#native?.ref()
+    return this
+  }
+
+  static #dispatch(this: UnixServer, event: number, a?: unknown): unknown {
+    if (event === EVENT.CONNECTION) this.#onConnection(a as number)
+    else if (event === EVENT.ERROR) this.emit('error', a)
+    return undefined
+  }
+}
