@@ -1,0 +1,173 @@
+/*
+ * The C reference for benchmark/run.mjs: the same scenarios as the Node peers, written the way a C
+ * programmer would, with one blocking sendmsg or recvmsg per message over an AF_UNIX socketpair
+ * between two processes (fork). Received descriptors are closed, as the Node side does.
+ *
+ *   peer oneway  <stream|seqpacket|dgram> <payload bytes> <fds per message> <messages>
+ *   peer roundtrip <stream|seqpacket|dgram> <payload bytes> <fds per request> <round trips>
+ *
+ * Prints one JSON line: {"messages":N,"seconds":S}.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+#ifndef MSG_CMSG_CLOEXEC
+#define MSG_CMSG_CLOEXEC 0
+#endif
+
+#define MAX_FDS 253
+
+static void die(const char *what) {
+  perror(what);
+  exit(1);
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int sock_type(const char *name) {
+  if (!strcmp(name, "stream")) return SOCK_STREAM;
+  if (!strcmp(name, "seqpacket")) return SOCK_SEQPACKET;
+  if (!strcmp(name, "dgram")) return SOCK_DGRAM;
+  fprintf(stderr, "unknown socket type %s\n", name);
+  exit(2);
+}
+
+static union {
+  char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+  struct cmsghdr align;
+} control_out, control_in;
+
+/* Sends one message of `size` bytes with `nfds` copies of `fd`. */
+static void send_one(int s, const char *data, size_t size, int fd, int nfds) {
+  struct iovec iov = {(void *)data, size};
+  struct msghdr msg = {0};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (nfds > 0) {
+    msg.msg_control = control_out.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    int *fds = (int *)CMSG_DATA(cmsg);
+    for (int i = 0; i < nfds; i++) fds[i] = fd;
+  }
+  for (size_t sent = 0; sent < size || (size == 0 && sent == 0);) {
+    ssize_t n = sendmsg(s, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      die("sendmsg");
+    }
+    sent += n;
+    if (size == 0) break;
+    iov.iov_base = (char *)data + sent;
+    iov.iov_len = size - sent;
+    msg.msg_control = NULL;
+    msg.msg_controllen = 0;
+  }
+}
+
+/* Receives once into buf; closes every received descriptor. Returns bytes and adds fds to *fds. */
+static ssize_t recv_one(int s, char *buf, size_t size, long *fds) {
+  struct iovec iov = {buf, size};
+  struct msghdr msg = {0};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control_in.buf;
+  msg.msg_controllen = sizeof(control_in.buf);
+  ssize_t n;
+  do n = recvmsg(s, &msg, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) die("recvmsg");
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      int count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      int *received = (int *)CMSG_DATA(c);
+      for (int i = 0; i < count; i++) close(received[i]);
+      *fds += count;
+    }
+  }
+  return n;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 6) {
+    fprintf(stderr, "usage: %s oneway|roundtrip <type> <payload> <fds> <count>\n", argv[0]);
+    return 2;
+  }
+  int roundtrip = !strcmp(argv[1], "roundtrip");
+  int type = sock_type(argv[2]);
+  size_t payload = strtoul(argv[3], NULL, 10);
+  int nfds = atoi(argv[4]);
+  long count = atol(argv[5]);
+  int sv[2];
+  if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) < 0) die("socketpair");
+  int passed = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  char *out = calloc(1, payload + 1);
+  size_t in_size = 65536;
+  char *in = malloc(in_size);
+  int done[2];
+  if (pipe(done) < 0) die("pipe");
+
+  double start = now();
+  pid_t child = fork();
+  if (child < 0) die("fork");
+  if (child == 0) {
+    /* Receiver (one-way) or responder (round trips). */
+    close(sv[0]);
+    long fds = 0, messages = 0, bytes = 0;
+    if (roundtrip) {
+      for (long i = 0; i < count; i++) {
+        size_t got = 0;
+        do got += recv_one(sv[1], in + got, payload - got, &fds);
+        while (got < payload);
+        send_one(sv[1], out, payload, -1, 0);
+      }
+    } else if (type == SOCK_STREAM) {
+      long want = (long)payload * count;
+      while (bytes < want) {
+        ssize_t n = recv_one(sv[1], in, in_size, &fds);
+        if (n == 0) break;
+        bytes += n;
+      }
+    } else {
+      for (; messages < count; messages++) recv_one(sv[1], in, in_size, &fds);
+    }
+    if (write(done[1], "x", 1) != 1) die("write");
+    _exit(0);
+  }
+  close(sv[1]);
+  long fds = 0;
+  if (roundtrip) {
+    for (long i = 0; i < count; i++) {
+      send_one(sv[0], out, payload, passed, nfds);
+      size_t got = 0;
+      do got += recv_one(sv[0], in + got, payload - got, &fds);
+      while (got < payload);
+    }
+  } else {
+    for (long i = 0; i < count; i++) send_one(sv[0], out, payload, passed, nfds);
+  }
+  char x;
+  if (read(done[0], &x, 1) != 1) die("read");
+  double seconds = now() - start;
+  waitpid(child, NULL, 0);
+  printf("{\"messages\":%ld,\"seconds\":%.6f}\n", count, seconds);
+  return 0;
+}

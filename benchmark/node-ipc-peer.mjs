@@ -1,0 +1,34 @@
+// Node's own handle passing, for benchmark/run.mjs: the parent forks this script and hands it a
+// listening TCP server `count` times with subprocess.send(message, server); the child closes each
+// net.Server it gets and reports when it has them all.
+//
+//   node node-ipc-peer.mjs <count>
+// Prints one JSON line: {"messages":N,"seconds":S}.
+import { fork } from 'node:child_process'
+import { once } from 'node:events'
+import net from 'node:net'
+
+const count = Number(process.argv[2])
+
+if (process.argv[3] === 'child') {
+  let received = 0
+  process.on('message', (message, server) => {
+    if (message === 'bye') return process.exit(0)
+    server.close()
+    if (++received === count) process.send('done')
+  })
+  process.send('ready')
+} else {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const child = fork(new URL(import.meta.url).pathname, [String(count), 'child'])
+  await once(child, 'message')
+  const start = process.hrtime.bigint()
+  const done = once(child, 'message')
+  for (let i = 0; i < count; i++) child.send('listener', server)
+  await done
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9
+  console.log(JSON.stringify({ messages: count, seconds }))
+  child.send('bye')
+  server.close()
+}
