@@ -4,6 +4,15 @@ import { closeSync, fstatSync, readFileSync, readSync, readdirSync } from 'node:
 
 const FD_DIR = process.platform === 'linux' ? '/proc/self/fd' : '/dev/fd'
 
+/**
+ * One turn of the event loop: a message's unclaimed descriptors are closed when its delivery
+ * ends, after the microtasks its handler queued (which includes an `await` that was waiting for
+ * it), so counts taken right there still include them.
+ */
+export function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
+}
+
 /** Descriptors open in this process now. */
 export function openFds(): number {
   return readdirSync(FD_DIR).length

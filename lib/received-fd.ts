@@ -9,7 +9,8 @@ export const kRelease = Symbol('release')
  * A file descriptor received in a message. It is owned by this object: `take()` hands the number
  * over to you, `close()` (or `using`) closes it. If neither has happened by the time the message's
  * 'message' handler returns (or, with `for await`, when the loop asks for the next message), the
- * package closes it: a descriptor nobody claims never leaks.
+ * package closes it: a descriptor nobody claims never leaks. (For a 'message' handler, the close
+ * itself happens as the message's delivery ends, right after the microtasks the handler queued.)
  *
  * @example sock.on('message', (msg) => { const fd = msg.fds[0]?.take() })
  */

@@ -9,7 +9,7 @@ import { constants } from './constants'
 import { invalidArgValue, stateError, validateInteger, INT32_MAX } from './errors'
 import { EVENT } from './message'
 import { ReceivedFd } from './received-fd'
-import { adopt, socketTypeName, validateSocketOptions, type UnixSocket, type UnixSocketOptions } from './socket'
+import { adopt, collectedWhileOpen, socketTypeName, validateSocketOptions, type UnixSocket, type UnixSocketOptions } from './socket'
 import { sockTypeOf } from './sync'
 
 export interface UnixServerOptions extends UnixSocketOptions {
@@ -52,6 +52,7 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
     this.#type = type
     this.#socketOptions = options
     this.#native = new native.NativeSocket(fd, sockTypeOf(type), true, 1, this, UnixServer.#dispatch)
+    collectedWhileOpen.register(this, `A ${type} UnixServer (fd ${fd})`, this)
     this.on('newListener', (event) => {
       if (event === 'connection') queueMicrotask(() => this.#updateAccepting())
     })
@@ -196,6 +197,7 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
     this.#accepting = false
     this.#native?.close()
     this.#native = undefined
+    collectedWhileOpen.unregister(this)
     this.#unlinkBoundFile()
     for (const socket of this.#pending.splice(0)) socket.close()
     const waiter = this.#waiter

@@ -66,6 +66,17 @@ const MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
 export const kInternal = Symbol('internal')
 
+/**
+ * A socket that is open but unreachable and idle (not reading, nothing queued) can never be used
+ * again: the native side closes its descriptor when it is collected, and this says so, as Node does
+ * for a FileHandle collected while open.
+ */
+export const collectedWhileOpen = new FinalizationRegistry<string>((what) => {
+  process.emitWarning(`${what} was garbage-collected while open, so its descriptor was closed. Close sockets with close().`, {
+    code: 'SENDMSG_SOCKET_COLLECTED',
+  })
+})
+
 type Waiter = { resolve: (result: IteratorResult<Message>) => void; reject: (error: Error) => void }
 
 function validateOptions(options: unknown): Required<UnixSocketOptions> {
@@ -148,6 +159,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     this.#fd = fd
     this.#allowHalfOpen = options.allowHalfOpen
     this.#native = new native.NativeSocket(fd, sockTypeOf(type), false, options.maxMessageSize, this, UnixSocket.#dispatch)
+    collectedWhileOpen.register(this, `A ${type} UnixSocket (fd ${fd})`, this)
     this.on('newListener', (event) => {
       if (event === 'message') queueMicrotask(() => this.#updateReading())
     })
@@ -319,9 +331,9 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   #flush(): void {
     const socket = this.#native
     if (socket === undefined || this.#closed) return
-    const queue = this.#queue
-    while (this.#head < queue.length) {
-      const first = queue[this.#head]!
+    // Re-read the queue each time round: a failure replaces it.
+    while (this.#head < this.#queue.length) {
+      const first = this.#queue[this.#head]!
       let done: boolean
       try {
         done = first.ancillary === undefined ? this.#sendPlain(socket) : this.#sendWithAncillary(socket, first)
@@ -684,6 +696,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     this.#watchingWritable = false
     this.#native?.close()
     this.#native = undefined
+    collectedWhileOpen.unregister(this)
     const error = closedError()
     this.#rejectQueued(error)
     this.#connecting?.reject(error)
