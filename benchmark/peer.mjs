@@ -5,8 +5,9 @@
 //   node peer.mjs oneway|roundtrip|handoff <stream|seqpacket|dgram> <payload> <fds> <count>
 // Prints one JSON line: {"messages":N,"seconds":S}.
 //
-// handoff: one listening TCP socket per message, which the child turns into a listening net.Server
-// and closes, as Node's own subprocess.send(message, server) does (node-ipc-peer.mjs).
+// handoff: one listening TCP socket per message; the child takes the descriptor (and closes it).
+// handoff-server: the same, and the child turns each into a listening net.Server before closing it,
+// as Node's own subprocess.send(message, server) does for its child (node-ipc-peer.mjs).
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { openSync } from 'node:fs'
@@ -30,7 +31,7 @@ async function parent() {
   })
   theirs.close()
   let passed = openSync('/dev/null', 'r')
-  if (mode === 'handoff') {
+  if (mode.startsWith('handoff')) {
     const listener = net.createServer().listen(0, '127.0.0.1')
     await once(listener, 'listening')
     passed = listener._handle.fd
@@ -40,7 +41,7 @@ async function parent() {
   const ready = new Promise((resolve) => mine.once('message', resolve))
   await ready // the child is up
   const start = process.hrtime.bigint()
-  if (mode === 'oneway' || mode === 'handoff') {
+  if (mode === 'oneway' || mode.startsWith('handoff')) {
     const done = new Promise((resolve) => mine.once('message', resolve))
     let last
     for (let i = 0; i < count; i++) {
@@ -80,10 +81,10 @@ function child() {
   let bytes = 0
   sock.on('message', (msg) => {
     // Descriptors left unclaimed are closed by the package after this handler.
-    if (mode === 'handoff') {
+    if (mode.startsWith('handoff')) {
       for (const fd of msg.fds) {
-        const server = new net.Server().listen({ fd: fd.take() })
-        server.close()
+        if (mode === 'handoff-server') new net.Server().listen({ fd: fd.take() }).close()
+        else fd.close()
       }
       if (++received === count) void sock.send('done')
       return

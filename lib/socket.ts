@@ -59,8 +59,9 @@ interface PendingSend {
 
 /** Received messages buffered (paused, or ahead of a slow `for await`) before reading stops. */
 const BACKLOG_HIGH_WATER = 64
-/** Queued messages handed to the kernel per native call. */
-const SEND_BATCH = 256
+/** Queued messages handed to the kernel per native call, at most and at first. */
+const SEND_BATCH_MAX = 256
+const SEND_BATCH_MIN = 8
 const DEFAULT_MAX_MESSAGE_SIZE = 65536
 const MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
@@ -133,6 +134,12 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   #queue: PendingSend[] = []
   #head = 0
   #queuedBytes = 0
+  /**
+   * How many queued messages the next native call is offered: twice what the kernel took when it
+   * last filled up, so a socket that takes a few at a time is not handed (and planned) the whole
+   * queue on every writable event.
+   */
+  #sendBatch = SEND_BATCH_MAX
   #flushScheduled = false
   #watchingWritable = false
   #needDrain = false
@@ -336,7 +343,9 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
       const first = this.#queue[this.#head]!
       let done: boolean
       try {
-        done = first.ancillary === undefined ? this.#sendPlain(socket) : this.#sendWithAncillary(socket, first)
+        if (first.ancillary !== undefined) done = this.#sendWithAncillary(socket, first)
+        else if (this.#head === this.#queue.length - 1 && first.parts.length === 1) done = this.#sendOne(socket, first)
+        else done = this.#sendPlain(socket)
       } catch (error) {
         this.#failSends(error as Error)
         if (this.#closed) return
@@ -365,7 +374,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     const addresses: Uint8Array[] = []
     let planLength = 0
     let end = this.#head
-    while (end < queue.length && end - this.#head < SEND_BATCH && queue[end]!.ancillary === undefined) {
+    while (end < queue.length && end - this.#head < this.#sendBatch && queue[end]!.ancillary === undefined) {
       const pending = queue[end]!
       planLength += 3 + (pending.sent === 0 ? pending.fds.length : 0)
       end++
@@ -383,10 +392,24 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
       plan[p++] = fds.length
       for (const fd of fds) plan[p++] = fd
     }
+    const offered = end - this.#head
+    const head = this.#head
     const progress = socket.send(parts, plan, addresses.length > 0 ? addresses : undefined)
-    if (this.#type === 'stream') return this.#advanceBytes(progress, end)
-    this.#completeMessages(progress)
-    return this.#head === end
+    const done = this.#type === 'stream' ? this.#advanceBytes(progress, end) : (this.#completeMessages(progress), this.#head === end)
+    const taken = this.#head - head
+    this.#sendBatch = done ? Math.min(SEND_BATCH_MAX, Math.max(offered * 2, this.#sendBatch)) : Math.max(SEND_BATCH_MIN, taken * 2)
+    return done
+  }
+
+  /** The only queued message, in one part: the lean path of a request or a reply. */
+  #sendOne(socket: InstanceType<typeof native.NativeSocket>, pending: PendingSend): boolean {
+    const first = pending.sent === 0
+    const data = first ? pending.parts[0]! : pending.parts[0]!.subarray(pending.sent)
+    const sent = socket.sendOne(data, first && pending.fds.length > 0 ? pending.fds : undefined, pending.address)
+    if (sent < 0) return false
+    if (this.#type === 'stream') return this.#advanceBytes(sent, this.#head + 1)
+    this.#completeMessages(1)
+    return true
   }
 
   #sendWithAncillary(socket: InstanceType<typeof native.NativeSocket>, pending: PendingSend): boolean {

@@ -70,6 +70,9 @@ pub struct RecvBatch {
   headers: Vec<libc::mmsghdr>,
   slots: Vec<Slot>,
   received: usize,
+  /// Slots `[0, dirty)` were written by the kernel and need their headers reset before reuse;
+  /// the rest still hold what `prepare_slot` wrote. `usize::MAX` after a change of shape.
+  dirty: usize,
   /// Descriptors of all received messages, each slot's a range of it; `None` once taken.
   fds: Vec<Option<OwnedFd>>,
   /// Control messages that carry no descriptors (credentials, ...).
@@ -100,6 +103,14 @@ impl RecvBatch {
     want_addresses: bool,
   ) -> Result<(), OutOfMemory> {
     self.release();
+    if capacity == self.capacity
+      && slot_size == self.slot_size
+      && control_space == self.control_space
+      && want_addresses == self.want_addresses
+    {
+      return Ok(());
+    }
+    self.dirty = usize::MAX;
     let data_len = capacity.saturating_mul(slot_size);
     if self.data.len() < data_len {
       self.data = zeroed(data_len).ok_or(OutOfMemory)?;
@@ -187,10 +198,13 @@ impl RecvBatch {
 
   #[cfg(any(target_os = "linux", target_os = "android"))]
   fn recv_raw(&mut self, socket: RawFd, count: usize) -> SysResult<usize> {
-    for i in 0..count {
+    // Only the slots the kernel wrote last time need resetting: a reply-sized receive touches one
+    // or two of them, not all of them.
+    for i in 0..self.dirty.min(self.capacity) {
       let header = self.prepare_slot(i);
       self.headers[i] = libc::mmsghdr { msg_hdr: header, msg_len: 0 };
     }
+    self.dirty = 0;
     let flags = libc::MSG_DONTWAIT | platform::RECV_FLAGS;
     let n = loop {
       // SAFETY: headers point into buffers owned by self for the duration of the call.
@@ -209,6 +223,8 @@ impl RecvBatch {
       let header = self.headers[i].msg_hdr;
       self.record(i, self.headers[i].msg_len as usize, &header);
     }
+    // The kernel wrote the headers of the messages it returned (the one it stopped at it left).
+    self.dirty = n;
     Ok(n)
   }
 

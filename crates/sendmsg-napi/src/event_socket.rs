@@ -173,6 +173,7 @@ thread_local! {
   static RECV_BATCH: RefCell<RecvBatch> = RefCell::new(RecvBatch::default());
   static DELIVERY: RefCell<Delivery> = RefCell::new(Delivery::default());
   static SEND_SCRATCH: RefCell<SendScratch> = RefCell::new(SendScratch::default());
+  static SEND_CONTROL: RefCell<ControlBuffer> = RefCell::new(ControlBuffer::default());
   static LIVE: RefCell<Vec<Weak<SocketInner>>> = const { RefCell::new(Vec::new()) };
   static TEARDOWN_HOOK: Cell<bool> = const { Cell::new(false) };
 }
@@ -656,6 +657,35 @@ impl NativeSocket {
       _ => batch::send_datagrams(fd, &outgoing, scratch),
     });
     sent.map(|n| n as f64).map_err(|err| errors::throw_sys(&env, err))
+  }
+
+  /// Sends one queued message without blocking: the common flush of a single message (a request,
+  /// a reply), without the plan `send` takes. Returns the bytes sent on a stream (possibly fewer
+  /// than all), 1 for a datagram, -1 when the socket is full.
+  #[napi]
+  pub fn send_one(&self, env: Env, data: &[u8], fds: Option<Vec<i32>>, address: Option<&[u8]>) -> Result<f64> {
+    let fd = self.open_fd(&env)?;
+    let address = address
+      .map(socket::unix_address)
+      .transpose()
+      .map_err(|err| errors::throw_sys(&env, SysError::new("sendmsg", err.errno)))?;
+    let result = SEND_CONTROL.with_borrow_mut(|control| {
+      cmsg::encode_rights_into(control, fds.as_deref().unwrap_or_default())
+        .map_err(|_| message::SendError::Sys(SysError::new("sendmsg", Errno::ENOBUFS)))?;
+      message::send(
+        fd,
+        &[IoSlice::new(data)],
+        control,
+        libc::MSG_DONTWAIT,
+        address.as_ref().map(|a| a as &dyn nix::sys::socket::SockaddrLike),
+      )
+    });
+    match result {
+      Ok(sent) if self.inner.kind == SocketKind::Stream => Ok(sent as f64),
+      Ok(_) => Ok(1.0),
+      Err(message::SendError::Sys(err)) if err.errno == Errno::EAGAIN => Ok(-1.0),
+      Err(err) => Err(errors::throw_send(&env, err)),
+    }
   }
 
   /// Sends one message with arbitrary control messages, without blocking. Returns the bytes sent,
