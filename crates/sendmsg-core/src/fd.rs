@@ -50,3 +50,11 @@ pub fn pipe() -> SysResult<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
   };
   Ok(ends)
 }
+
+/// A new descriptor for the same open file, close-on-exec (`F_DUPFD_CLOEXEC`).
+pub fn dup_cloexec(fd: impl AsFd) -> SysResult<std::os::fd::OwnedFd> {
+  use std::os::fd::FromRawFd;
+  let new = fcntl(fd.as_fd(), FcntlArg::F_DUPFD_CLOEXEC(0)).syscall("fcntl")?;
+  // SAFETY: fcntl returned a new descriptor that we own.
+  Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
+}

@@ -6,6 +6,7 @@
 //! - [`message`]: one send or receive; received descriptors come back owned and close-on-exec.
 //! - [`batch`]: many messages per call (`recvmmsg`/`sendmmsg`), non-blocking, for event loops.
 //! - [`socket`]: AF_UNIX socket creation and queries.
+//! - [`credentials`]: who the peer is (SO_PEERCRED, getpeereid).
 //! - [`fd`]: descriptor flags.
 //!
 //! Nothing here knows about JavaScript; the napi binding crate converts at its edge.
@@ -13,6 +14,7 @@
 pub mod batch;
 pub mod cmsg;
 pub mod consts;
+pub mod credentials;
 pub mod error;
 pub mod fd;
 pub mod message;

@@ -234,3 +234,12 @@ pub fn local_address(fd: RawFd) -> SysResult<SockaddrStorage> {
 pub fn peer_address(fd: RawFd) -> SysResult<SockaddrStorage> {
   socket::getpeername(fd).syscall("getpeername")
 }
+
+/// Whether the socket has a peer (`getpeername` succeeds).
+pub fn is_connected(fd: RawFd) -> SysResult<bool> {
+  match socket::getpeername::<SockaddrStorage>(fd) {
+    Ok(_) => Ok(true),
+    Err(nix::errno::Errno::ENOTCONN) => Ok(false),
+    Err(errno) => Err(crate::SysError::new("getpeername", errno)),
+  }
+}

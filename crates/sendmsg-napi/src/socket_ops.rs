@@ -69,13 +69,15 @@ pub fn check_socket_error(env: Env, fd: i32, syscall: String) -> Result<()> {
   Err(errors::throw_sys(&env, SysError::new(syscall, Errno::from_raw(errno))))
 }
 
-/// What a descriptor is, for adopting it.
+/// What a descriptor is, for adopting it or making a Node object of it.
 #[napi(object)]
 pub struct SocketDescription {
   pub family: i32,
   #[napi(js_name = "type")]
   pub sock_type: i32,
   pub listening: bool,
+  /// Whether it has a peer (a connected stream, or a datagram socket with a default peer).
+  pub connected: bool,
 }
 
 #[napi]
@@ -88,7 +90,8 @@ pub fn describe_socket(env: Env, fd: i32) -> Result<SocketDescription> {
     }
     _ => false,
   };
-  Ok(SocketDescription { family, sock_type, listening })
+  let connected = !listening && socket::is_connected(fd).map_err(|err| errors::throw_sys(&env, err))?;
+  Ok(SocketDescription { family, sock_type, listening, connected })
 }
 
 /// The socket's own address as bytes; null when unnamed.
@@ -116,4 +119,30 @@ pub fn close_fd(env: Env, fd: i32) -> Result<()> {
     }
   }
   Ok(())
+}
+
+/// The kernel's word on who the peer of a connected AF_UNIX socket is.
+#[napi(object)]
+pub struct PeerCredentials {
+  pub pid: i32,
+  pub uid: u32,
+  pub gid: u32,
+}
+
+#[napi]
+pub fn peer_credentials(env: Env, fd: i32) -> Result<PeerCredentials> {
+  let credentials = sendmsg_core::credentials::peer_credentials(borrow(fd)).map_err(|err| errors::throw_sys(&env, err))?;
+  Ok(PeerCredentials { pid: credentials.pid, uid: credentials.uid, gid: credentials.gid })
+}
+
+/// `SO_PASSCRED` (Linux): the kernel attaches the sender's credentials to every message received.
+#[napi]
+pub fn set_pass_credentials(env: Env, fd: i32, on: bool) -> Result<()> {
+  sendmsg_core::credentials::set_pass_credentials(borrow(fd), on).map_err(|err| errors::throw_sys(&env, err))
+}
+
+/// Sets `FD_CLOEXEC` on a descriptor this process inherited (systemd's listening sockets).
+#[napi]
+pub fn set_cloexec(env: Env, fd: i32) -> Result<()> {
+  sendmsg_core::fd::set_cloexec(borrow(fd)).map_err(|err| errors::throw_sys(&env, err))
 }

@@ -145,3 +145,13 @@ pub fn pipe(env: Env) -> Result<Vec<i32>> {
   let (read, write) = sendmsg_core::fd::pipe().map_err(|err| errors::throw_sys(&env, err))?;
   Ok(vec![read.into_raw_fd(), write.into_raw_fd()])
 }
+
+/// A new descriptor for the same socket or file, close-on-exec.
+#[napi]
+pub fn dup(env: Env, fd: i32) -> Result<i32> {
+  // SAFETY: the caller's descriptor is open for the duration of the call.
+  let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+  sendmsg_core::fd::dup_cloexec(borrowed)
+    .map(IntoRawFd::into_raw_fd)
+    .map_err(|err| errors::throw_sys(&env, err))
+}
