@@ -5,7 +5,7 @@
 //   crates/sendmsg-napi   the Node-API binding (generated loader: binding.js)
 //   lib/                  the TypeScript layer: argument checks, Node-style errors, helpers
 //   index.ts              this file: what the package exports
-export { sendmsg, recvmsg, getSocketFamily, socketpair, pipe, CMSG_LEN, CMSG_SPACE } from './lib/sync'
+export { sendmsg, recvmsg, getSocketFamily, socketpair, pipe, dup, CMSG_LEN, CMSG_SPACE } from './lib/sync'
 export type { ReceivedMessage, SocketType } from './lib/sync'
 export { scmRights, fdsFromAncillary, unpackFds } from './lib/ancillary'
 export type { AncillaryItem, ReceivedAncillaryItem } from './lib/ancillary'
@@ -19,6 +19,36 @@ export { UnixServer } from './lib/server'
 export type { UnixServerOptions } from './lib/server'
 export { Message } from './lib/message'
 export { ReceivedFd } from './lib/received-fd'
+export { peerCredentials, scmCredentials, credentialsFromAncillary, passCredentials } from './lib/credentials'
+export type { Credentials } from './lib/credentials'
+export { fdOf, toNetServer, toNetSocket, toDgramSocket, isListeningSocket } from './lib/bridge'
+export { listenFds, notify, notifyReady, storeFds, SD_LISTEN_FDS_START } from './lib/systemd'
+export type { ListenFd, ListenFdsOptions, NotifyOptions, NotifyState } from './lib/systemd'
+export { FrameChannel } from './lib/frames'
+export type { Frame, FrameChannelOptions } from './lib/frames'
+export {
+  sendListeners,
+  receiveListeners,
+  spawnWorker,
+  workerListeners,
+  offerListeners,
+  takeListeners,
+  ListenerOffer,
+  HANDOFF_FD_ENV,
+} from './lib/handoff'
+export type {
+  Listeners,
+  ListenerSource,
+  ReceivedListeners,
+  ReceivedHandoff,
+  ReceiveListenersOptions,
+  SpawnWorkerOptions,
+  SpawnedWorker,
+  WorkerHandoff,
+  OfferOptions,
+  TakeOptions,
+  HandoffError,
+} from './lib/handoff'
 export type { PlatformConstants } from './lib/constants'
 
 import { constants } from './lib/constants'

@@ -2,6 +2,7 @@
 import type { ReceivedAncillaryItem } from './ancillary'
 import { native } from './binding'
 import { constants } from './constants'
+import { credentialsFromAncillary, type Credentials } from './credentials'
 import { kRelease, ReceivedFd } from './received-fd'
 
 const NO_FDS: readonly ReceivedFd[] = Object.freeze([])
@@ -56,6 +57,11 @@ export class Message {
   /** Descriptors that arrived with this message, in order. */
   get fds(): readonly ReceivedFd[] {
     return (this.#fds ??= this[kMaterialize]())
+  }
+
+  /** Linux: the sender's credentials, when it sent SCM_CREDENTIALS or the socket has `passCredentials`. */
+  get credentials(): Credentials | undefined {
+    return this.ancillary.length === 0 ? undefined : credentialsFromAncillary(this.ancillary)
   }
 
   /** Whether the data (MSG_TRUNC) or the control data (MSG_CTRUNC) was cut short. */

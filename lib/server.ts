@@ -86,6 +86,8 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
         const stat = statSync(path)
         server.#bound = { path, dev: stat.dev, ino: stat.ino }
       }
+      // Set on the listening socket so that every accepted one has it from its first message.
+      if (checked.passCredentials) native.setPassCredentials(fd, true)
       native.listenUnix(fd, backlog)
     } catch (error) {
       server.close()

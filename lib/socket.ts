@@ -32,6 +32,11 @@ export interface UnixSocketOptions {
    * the peer ends, the socket finishes its queued sends and closes.
    */
   allowHalfOpen?: boolean
+  /**
+   * Linux: have the kernel attach the sender's credentials to every message received
+   * (SO_PASSCRED); read them as `message.credentials`. Default false.
+   */
+  passCredentials?: boolean
 }
 
 export interface SendOptions {
@@ -81,12 +86,13 @@ export const collectedWhileOpen = new FinalizationRegistry<string>((what) => {
 type Waiter = { resolve: (result: IteratorResult<Message>) => void; reject: (error: Error) => void }
 
 function validateOptions(options: unknown): Required<UnixSocketOptions> {
-  if (options === undefined) return { maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE, allowHalfOpen: false }
+  if (options === undefined) return { maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE, allowHalfOpen: false, passCredentials: false }
   if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options)
-  const { maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE, allowHalfOpen = false } = options as UnixSocketOptions
+  const { maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE, allowHalfOpen = false, passCredentials = false } = options as UnixSocketOptions
   validateInteger(maxMessageSize, 'options.maxMessageSize', 1, MAX_MESSAGE_SIZE)
   if (typeof allowHalfOpen !== 'boolean') throw invalidArgType('options.allowHalfOpen', 'of type boolean', allowHalfOpen)
-  return { maxMessageSize, allowHalfOpen }
+  if (typeof passCredentials !== 'boolean') throw invalidArgType('options.passCredentials', 'of type boolean', passCredentials)
+  return { maxMessageSize, allowHalfOpen, passCredentials }
 }
 
 function fdNumbersOf(fds: unknown): number[] {
@@ -167,6 +173,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     this.#allowHalfOpen = options.allowHalfOpen
     this.#native = new native.NativeSocket(fd, sockTypeOf(type), false, options.maxMessageSize, this, UnixSocket.#dispatch)
     collectedWhileOpen.register(this, `A ${type} UnixSocket (fd ${fd})`, this)
+    if (options.passCredentials) native.setPassCredentials(fd, true)
     this.on('newListener', (event) => {
       if (event === 'message') queueMicrotask(() => this.#updateReading())
     })

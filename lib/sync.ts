@@ -95,6 +95,17 @@ export function pipe(): [number, number] {
 }
 
 /**
+ * A new descriptor for the same socket or file (close-on-exec), yours to close: Node has no dup().
+ * A supervisor can hold a listening socket without accepting on it: `dup(server)`, then
+ * `server.close()`.
+ *
+ * @example const listener = dup(server); server.close()
+ */
+export function dup(socket: SocketLike): number {
+  return native.dup(fdOf(socket))
+}
+
+/**
  * `CMSG_LEN(payload)`: the `cmsg_len` of a control message with that many payload bytes.
  *
  * @example CMSG_LEN(4) // 20 on 64-bit Linux

@@ -1,0 +1,110 @@
+// Bridges between descriptors and Node's own socket objects. A descriptor is checked for what it
+// really is (family, SO_TYPE, listening or connected) before Node is given it, so a mismatch is a
+// clear error here rather than a confusing one inside net or dgram.
+import dgram from 'node:dgram'
+import net from 'node:net'
+
+import { native } from './binding'
+import { constants } from './constants'
+import { invalidArgValue, validateInteger, INT32_MAX } from './errors'
+import { ReceivedFd } from './received-fd'
+
+export { fdOf } from './fd'
+
+type Descriptor = number | ReceivedFd
+
+const FAMILY_NAMES: Record<number, string> = {
+  [constants.AF_UNIX]: 'AF_UNIX',
+  [constants.AF_INET]: 'AF_INET',
+  [constants.AF_INET6]: 'AF_INET6',
+}
+const TYPE_NAMES: Record<number, string> = {
+  [constants.SOCK_STREAM]: 'stream',
+  [constants.SOCK_DGRAM]: 'datagram',
+  [constants.SOCK_SEQPACKET]: 'seqpacket',
+}
+
+interface Checked {
+  fd: number
+  description: ReturnType<typeof native.describeSocket>
+  what: string
+}
+
+function describe(fd: Descriptor): Checked {
+  const number = fd instanceof ReceivedFd ? fd.fd : validateInteger(fd, 'fd', 0, INT32_MAX)
+  const description = native.describeSocket(number)
+  const family = FAMILY_NAMES[description.family] ?? `address family ${description.family}`
+  const type = TYPE_NAMES[description.type] ?? `socket type ${description.type}`
+  const state = description.listening ? ', listening' : description.connected ? ', connected' : ''
+  return { fd: number, description, what: `a ${family} ${type} socket${state}` }
+}
+
+/** Takes ownership (a ReceivedFd is taken; a number is the caller's to give). */
+function own(fd: Descriptor, checked: Checked): number {
+  return fd instanceof ReceivedFd ? fd.take() : checked.fd
+}
+
+/**
+ * Makes a listening `net.Server` (or listens with the one given, e.g. an `http.Server`) of a
+ * descriptor that must be a listening TCP or AF_UNIX stream socket. The server owns the
+ * descriptor from then on ('listening' follows as usual).
+ *
+ * @example const server = toNetServer(listeners.http, http.createServer(handler))
+ */
+export function toNetServer<S extends net.Server = net.Server>(fd: Descriptor, server?: S): S {
+  const checked = describe(fd)
+  const { description } = checked
+  if (!(description.family in FAMILY_NAMES) || description.type !== constants.SOCK_STREAM || !description.listening) {
+    throw invalidArgValue('fd', checked.fd, `is ${checked.what}, not a listening TCP or AF_UNIX stream socket`)
+  }
+  const target = server ?? (new net.Server() as S)
+  target.listen({ fd: own(fd, checked) })
+  return target
+}
+
+/**
+ * Makes a `net.Socket` of a descriptor that must be a connected TCP or AF_UNIX stream socket.
+ * The socket owns the descriptor from then on.
+ *
+ * @example const conn = toNetSocket(msg.fds[0])
+ */
+export function toNetSocket(fd: Descriptor, options: Omit<net.SocketConstructorOpts, 'fd'> = {}): net.Socket {
+  const checked = describe(fd)
+  const { description } = checked
+  if (!(description.family in FAMILY_NAMES) || description.type !== constants.SOCK_STREAM || description.listening || !description.connected) {
+    throw invalidArgValue('fd', checked.fd, `is ${checked.what}, not a connected TCP or AF_UNIX stream socket`)
+  }
+  return new net.Socket({ readable: true, writable: true, ...options, fd: own(fd, checked) })
+}
+
+/**
+ * Makes a bound `dgram.Socket` of a descriptor that must be a UDP socket (IPv4 or IPv6). The
+ * socket owns the descriptor from then on ('listening' follows as usual).
+ *
+ * @example const udp = toDgramSocket(listeners.dns)
+ */
+export function toDgramSocket(fd: Descriptor): dgram.Socket {
+  const checked = describe(fd)
+  const { description } = checked
+  const type = description.family === constants.AF_INET ? 'udp4' : description.family === constants.AF_INET6 ? 'udp6' : undefined
+  if (type === undefined || description.type !== constants.SOCK_DGRAM) {
+    throw invalidArgValue('fd', checked.fd, `is ${checked.what}, not a UDP socket`)
+  }
+  const socket = dgram.createSocket(type)
+  socket.bind({ fd: own(fd, checked) })
+  return socket
+}
+
+/**
+ * Whether a descriptor is a listening stream socket (what a handoff carries).
+ *
+ * @example isListeningSocket(3)
+ */
+export function isListeningSocket(fd: Descriptor): boolean {
+  try {
+    const { description } = describe(fd)
+    return description.listening && (description.type === constants.SOCK_STREAM || description.type === constants.SOCK_SEQPACKET)
+  } catch {
+    return false
+  }
+}
