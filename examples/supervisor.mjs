@@ -1,0 +1,108 @@
+// A supervisor that owns the listening socket and never accepts on it itself: it hands it to HTTP
+// workers (examples/http-worker.mjs), restarts them one by one, and hands everything over to a new
+// supervisor process, all without refusing a connection.
+//
+//   node examples/supervisor.mjs [--port N] [--workers N] [--take PATH]
+//
+// With --take it takes the listening socket from the supervisor offering it at PATH (the new
+// version of the supervisor replacing the old). When forked, it takes commands over IPC
+// ({ cmd: 'restart' | 'offer' | 'shutdown' }) and reports events; run alone, SIGHUP restarts the
+// workers and SIGTERM shuts down.
+import { once } from 'node:events'
+import net from 'node:net'
+import { parseArgs } from 'node:util'
+import { dup, offerListeners, spawnWorker, takeListeners } from 'sendmsg'
+
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string', default: '0' },
+    workers: { type: 'string', default: '3' },
+    take: { type: 'string' },
+  },
+})
+const workerScript = new URL('./http-worker.mjs', import.meta.url).pathname
+const report = (event) => (process.send ? process.send(event) : console.log(JSON.stringify(event)))
+
+// The listening socket, as a descriptor nobody polls in this process.
+let listener
+let acknowledge = async () => {}
+if (values.take) {
+  const handoff = await takeListeners(values.take, { expect: ['http'], acknowledge: false })
+  listener = handoff.listeners.http.take()
+  acknowledge = handoff.acknowledge
+} else {
+  const server = net.createServer().listen(Number(values.port), '127.0.0.1')
+  await once(server, 'listening')
+  listener = dup(server) // keep the socket, then drop the net.Server that would accept on it
+  server.close()
+}
+// The bound port, read through a throwaway net.Server on a duplicate, closed in the same tick
+// (before the loop could accept on it).
+const probe = net.createServer().listen({ fd: dup(listener) })
+const port = probe.address()?.port
+probe.close()
+
+async function startWorker() {
+  const worker = spawnWorker(process.execPath, [workerScript], { listeners: { http: listener }, stdio: 'inherit' })
+  const serving = new Promise((resolve, reject) => {
+    worker.channel.on('frame', ({ value }) => {
+      if (value?.type === 'serving') resolve()
+      if (value?.type === 'stopped') worker.served = value.served
+    })
+    worker.child.once('exit', () => reject(new Error(`worker ${worker.child.pid} exited before serving`)))
+  })
+  await worker.ready
+  await serving
+  return worker
+}
+
+async function stopWorker(worker) {
+  const exited = once(worker.child, 'exit')
+  await worker.channel.send({ type: 'stop' })
+  await exited
+  return worker.served ?? 0
+}
+
+let workers = []
+for (let i = 0; i < Number(values.workers); i++) workers.push(await startWorker())
+await acknowledge() // a predecessor may now let go: our workers are serving
+report({ event: 'ready', pid: process.pid, port, workers: workers.map((w) => w.child.pid) })
+
+async function restart() {
+  for (let i = 0; i < workers.length; i++) {
+    const fresh = await startWorker()
+    const old = workers[i]
+    workers[i] = fresh
+    const served = await stopWorker(old)
+    report({ event: 'worker-replaced', old: old.child.pid, new: fresh.child.pid, served })
+  }
+  report({ event: 'restarted' })
+}
+
+async function shutdown(reason) {
+  let served = 0
+  for (const worker of workers) served += await stopWorker(worker)
+  workers = []
+  report({ event: 'stopped', reason, served })
+  process.exit(0)
+}
+
+function offer(path) {
+  const offered = offerListeners(path, { http: listener })
+  offered.on('refused', (peer) => report({ event: 'refused', peer }))
+  offered.on('rejected', (error) => report({ event: 'rejected', message: error.message }))
+  offered.once('handoff', (peer) => {
+    offered.close()
+    report({ event: 'handed-over', to: peer.pid })
+    void shutdown('replaced')
+  })
+  report({ event: 'offering', path })
+}
+
+process.on('message', (message) => {
+  if (message.cmd === 'restart') void restart()
+  if (message.cmd === 'offer') offer(message.path)
+  if (message.cmd === 'shutdown') void shutdown('asked')
+})
+process.on('SIGHUP', () => void restart())
+process.on('SIGTERM', () => void shutdown('SIGTERM'))

@@ -1,0 +1,92 @@
+// The package's main job, end to end: a supervisor binds a TCP port on 127.0.0.1 and hands it to
+// HTTP workers; while a load generator runs, every worker is restarted one by one, then the
+// supervisor itself is replaced by a new supervisor process that takes the listening socket over
+// through a named socket. The load generator's totals show no error and no refused connection.
+//
+//   node examples/zero-downtime.mjs [--quick]      (npm run demo)
+import { fork } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+const quick = process.argv.includes('--quick')
+const WORKERS = quick ? 2 : 3
+const PAUSE = quick ? 300 : 1500
+const here = new URL('.', import.meta.url).pathname
+const start = Date.now()
+const say = (text) => console.log(`[${((Date.now() - start) / 1000).toFixed(2).padStart(6)}s] ${text}`)
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const children = []
+
+function startSupervisor(args) {
+  const child = fork(join(here, 'supervisor.mjs'), ['--workers', String(WORKERS), ...args], { stdio: 'inherit' })
+  children.push(child)
+  child.on('message', (message) => {
+    if (message.event === 'worker-replaced') say(`  worker ${message.old} -> ${message.new} (the old one served ${message.served} requests)`)
+    if (message.event === 'refused' || message.event === 'rejected') say(`  handoff ${message.event}: ${JSON.stringify(message)}`)
+  })
+  return child
+}
+
+function next(child, event) {
+  return new Promise((resolve, reject) => {
+    const onMessage = (message) => {
+      if (message.event !== event) return
+      child.off('message', onMessage)
+      child.off('exit', onExit)
+      resolve(message)
+    }
+    const onExit = (code) => reject(new Error(`process ${child.pid} exited (${code}) before '${event}'`))
+    child.on('message', onMessage)
+    child.once('exit', onExit)
+  })
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'sendmsg-demo-'))
+let failed = true
+try {
+  const first = startSupervisor([])
+  const ready = await next(first, 'ready')
+  say(`supervisor ${first.pid} listens on 127.0.0.1:${ready.port}, workers ${ready.workers.join(', ')}`)
+
+  const load = fork(join(here, 'load.mjs'), [String(ready.port), '16'], { stdio: 'inherit' })
+  children.push(load)
+  await once(load, 'message')
+  say('load generator running: 16 concurrent clients, a new connection per request')
+  await pause(PAUSE)
+
+  say('restarting every worker, one by one')
+  first.send({ cmd: 'restart' })
+  await next(first, 'restarted')
+  await pause(PAUSE)
+
+  const path = join(dir, 'handoff', 'supervisor.sock')
+  say(`replacing the supervisor: it offers the listening socket at ${path} (0600, in a 0700 directory)`)
+  first.send({ cmd: 'offer', path })
+  await next(first, 'offering')
+  const second = startSupervisor(['--take', path])
+  const handedOver = next(first, 'stopped')
+  const secondReady = await next(second, 'ready')
+  say(`new supervisor ${second.pid} took the socket, workers ${secondReady.workers.join(', ')}`)
+  const stopped = await handedOver
+  say(`old supervisor ${first.pid} stopped its workers (they served ${stopped.served} requests in their last round) and exited`)
+  await pause(PAUSE)
+
+  load.send('stop')
+  const [totals] = await once(load, 'message')
+  second.send({ cmd: 'shutdown' })
+  await next(second, 'stopped')
+
+  const byWorker = Object.keys(totals.workers).length
+  console.log('')
+  console.log(`requests: ${totals.requests}  ok: ${totals.ok}  failed: ${totals.failed}  refused connections: ${totals.refused}`)
+  console.log(`served by ${byWorker} worker processes across 2 supervisors, in ${((Date.now() - start) / 1000).toFixed(1)} s`)
+  if (totals.failed > 0) console.log(`errors: ${JSON.stringify(totals.errors)}`)
+  failed = totals.failed > 0 || totals.ok === 0
+  console.log(failed ? 'FAILED: some requests failed' : 'zero-downtime: every request was served')
+} finally {
+  for (const child of children) if (child.exitCode === null) child.kill()
+  rmSync(dir, { recursive: true, force: true })
+}
+process.exit(failed ? 1 : 0)
