@@ -34,7 +34,8 @@ for (const type of TYPES) {
     const message = await arrived
     t.is(message.data.toString(), 'hello')
     t.is(message.fds.length, 1)
-    t.true(message.fds[0]!.released, 'the handler is over: the descriptor was not taken and is closed')
+    await turn()
+    t.true(message.fds[0]!.released, 'its delivery is over: the descriptor was not taken and is closed')
     closeSync(r)
     closeSync(w)
     a.close()
@@ -58,6 +59,7 @@ test.serial('a descriptor taken in the handler stays open, one left alone is clo
   })
   await a.send('x', { fds: [r, r] })
   await once(b, 'message')
+  await turn()
   // The caller's own copy may be closed now that the promise settled.
   closeSync(r)
   closeSync(w)
@@ -67,6 +69,32 @@ test.serial('a descriptor taken in the handler stays open, one left alone is clo
   closeSync(taken)
   t.true(leftAlone!.released)
   t.throws(() => leftAlone!.fd, { code: 'ERR_SENDMSG_FD_RELEASED' })
+  a.close()
+  b.close()
+  await turn()
+  t.is(openFds(), before)
+})
+
+test.serial('a descriptor can be taken after awaiting the message, and not once its delivery is over', async (t) => {
+  const before = openFds()
+  const [a, b] = UnixSocket.pair('seqpacket')
+  const [r, w] = pipe()
+  writeSync(w, 'xyz')
+  void a.send('one', { fds: [r] })
+  const [message] = (await once(b, 'message')) as [Message]
+  // The common pattern: await the message, then take its descriptor.
+  const fd = message.fds[0]!.take()
+  const buffer = Buffer.alloc(3)
+  readSync(fd, buffer)
+  t.is(buffer.toString(), 'xyz')
+  closeSync(fd)
+
+  void a.send('two', { fds: [r] })
+  const [late] = (await once(b, 'message')) as [Message]
+  await turn()
+  t.throws(() => late.fds[0]!.take(), { code: 'ERR_SENDMSG_FD_RELEASED' }, 'after the loop turned, unclaimed is closed')
+  closeSync(r)
+  closeSync(w)
   a.close()
   b.close()
   await turn()

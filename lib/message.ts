@@ -9,13 +9,15 @@ const NO_FDS: readonly ReceivedFd[] = Object.freeze([])
 const NO_ANCILLARY: readonly ReceivedAncillaryItem[] = Object.freeze([])
 
 /**
- * Internal: settles the message at the end of its dispatch. Returns what the native side should
- * close: `true` for all of its descriptors (nobody even looked at them), an array of the numbers
- * nobody claimed, or undefined for none.
+ * Internal: settles the message once its delivery is over (the handler and the microtasks it
+ * queued have run). Returns what the native side should close: `true` for all of its descriptors
+ * (nobody even looked at them), an array of the numbers nobody claimed, or undefined for none.
  */
 export const kUnclaimed = Symbol('unclaimed')
 /** Internal: makes the descriptors objects now (before the shared number array is reused). */
 export const kMaterialize = Symbol('materialize')
+/** Internal: whether the message carried descriptors (without making them objects). */
+export const kHasFds = Symbol('hasFds')
 
 /**
  * One message: its data, the descriptors it carried (owned: see {@link ReceivedFd}), any other
@@ -79,6 +81,10 @@ export class Message {
     return (this.#fds = list)
   }
 
+  [kHasFds](): boolean {
+    return this.#fdCount > 0
+  }
+
   [kUnclaimed](): true | number[] | undefined {
     this.#fdNumbers = undefined
     this.#settled = true
@@ -107,6 +113,7 @@ export const EVENT = {
   END: protocol.eventEnd,
   ERROR: protocol.eventError,
   CONNECTION: protocol.eventConnection,
+  SETTLE: protocol.eventSettle,
 } as const
 
 /**

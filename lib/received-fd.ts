@@ -7,10 +7,10 @@ export const kRelease = Symbol('release')
 
 /**
  * A file descriptor received in a message. It is owned by this object: `take()` hands the number
- * over to you, `close()` (or `using`) closes it. If neither has happened by the time the message's
- * 'message' handler returns (or, with `for await`, when the loop asks for the next message), the
- * package closes it: a descriptor nobody claims never leaks. (For a 'message' handler, the close
- * itself happens as the message's delivery ends, right after the microtasks the handler queued.)
+ * over to you, `close()` (or `using`) closes it. If neither has happened when the message's
+ * delivery ends (its 'message' handlers have run, and so have the microtasks they queued, which
+ * includes code waiting in `await once(sock, 'message')`), or with `for await` when the loop asks
+ * for the next message, the package closes it: a descriptor nobody claims never leaks.
  *
  * @example sock.on('message', (msg) => { const fd = msg.fds[0]?.take() })
  */
@@ -23,7 +23,7 @@ export class ReceivedFd implements Disposable {
 
   /** The number, still owned by this object (valid until the message is handled). */
   get fd(): number {
-    if (this.#fd < 0) throw stateError('ERR_SENDMSG_FD_RELEASED', 'This descriptor was taken or closed: call take() while handling the message to keep it')
+    if (this.#fd < 0) throw stateError('ERR_SENDMSG_FD_RELEASED', 'This descriptor was taken or closed: take() it while its message is being delivered to keep it')
     return this.#fd
   }
 

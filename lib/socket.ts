@@ -17,7 +17,7 @@ import { native } from './binding'
 import { chunksOf, totalLength, type Data } from './bytes'
 import { constants } from './constants'
 import { invalidArgType, invalidArgValue, isIntegerIn, stateError, validateArray, validateInteger, INT32_MAX } from './errors'
-import { EVENT, kMaterialize, kUnclaimed, Message, messageFrom } from './message'
+import { EVENT, kHasFds, kMaterialize, kUnclaimed, Message, messageFrom } from './message'
 import { ReceivedFd } from './received-fd'
 import { sockTypeOf, type SocketType } from './sync'
 
@@ -158,6 +158,8 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   #readEnded = false
   #endEmitted = false
   #backlog: Message[] = []
+  /** The message whose 'message' handler just ran and whose descriptors await EVENT_SETTLE. */
+  #delivering: Message | undefined
   #backlogScheduled = false
   #iterating = false
   #waiter: Waiter | undefined
@@ -576,24 +578,26 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     else this.#native!.readStop()
   }
 
-  #onMessage(message: Message): true | number[] | undefined {
+  #onMessage(message: Message): void {
     const waiter = this.#waiter
     if (waiter !== undefined) {
       this.#waiter = undefined
       message[kMaterialize]()
       waiter.resolve({ value: message, done: false })
-      return undefined
+      return
     }
     if (this.#iterating || this.#paused || this.#backlog.length > 0 || this.listenerCount('message') === 0) {
       message[kMaterialize]()
       this.#backlog.push(message)
       if (this.#backlog.length >= BACKLOG_HIGH_WATER || !this.#iterating) this.#updateReading()
-      return undefined
+      return
     }
-    return this.#emitMessage(message)
+    this.#emitMessage(message)
+    // Settled on EVENT_SETTLE, once the handler's microtasks have run too.
+    if (message[kHasFds]()) this.#delivering = message
   }
 
-  #emitMessage(message: Message): true | number[] | undefined {
+  #emitMessage(message: Message): void {
     try {
       this.emit('message', message)
     } catch (error) {
@@ -601,7 +605,12 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
       message.settle()
       throw error
     }
-    return message[kUnclaimed]()
+  }
+
+  #onSettle(): true | number[] | undefined {
+    const message = this.#delivering
+    this.#delivering = undefined
+    return message?.[kUnclaimed]()
   }
 
   #scheduleBacklog(): void {
@@ -617,9 +626,9 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     if (this.listenerCount('message') === 0) return
     const message = this.#backlog.shift()
     if (message !== undefined) {
-      // Buffered messages are materialized, so this is a list (or nothing), never `true`.
-      const unclaimed = this.#emitMessage(message)
-      if (Array.isArray(unclaimed)) for (const fd of unclaimed) native.closeFd(fd)
+      this.#emitMessage(message)
+      // Settled once the handler's microtasks have run, as for a message straight off the socket.
+      setImmediate(() => message.settle())
     }
     if (this.#backlog.length > 0) this.#scheduleBacklog()
     else if (this.#readEnded) this.#finishEnd()
@@ -772,6 +781,8 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
         return this.#onMessage(
           messageFrom(a as ArrayBuffer, b as number, c as number, d as number, e as number, f as Int32Array, g as string | undefined, h as never),
         )
+      case EVENT.SETTLE:
+        return this.#onSettle()
       case EVENT.WRITABLE:
         return this.#onWritable()
       case EVENT.END:

@@ -16,9 +16,12 @@
 //! The dispatcher protocol (`dispatch.call(owner, event, ...args)`):
 //! - `EVENT_MESSAGE, slab: ArrayBuffer, offset, length, flags, fdCount, fds: Int32Array,
 //!   address?: string, ancillary?: [level, type, Buffer][]`: the data is `slab[offset..+length]`,
-//!   the descriptors are `fds[0..fdCount]` (a shared array, valid during the call only). Returns
-//!   what to close: `true` for all of the message's descriptors, an array of numbers, or undefined
-//!   for none. If the call throws, JavaScript has already dealt with every descriptor.
+//!   the descriptors are `fds[0..fdCount]` (a shared array, valid during the call only). If the
+//!   call throws, JavaScript has already dealt with every descriptor.
+//! - `EVENT_SETTLE`, right after an EVENT_MESSAGE call that carried descriptors returned, that is
+//!   once the handler and the microtasks it queued have run (so `await once(sock, 'message')`
+//!   followed by `take()` works): returns what to close, `true` for all of the message's
+//!   descriptors, an array of numbers, or undefined for none. A plain call: it runs no user code.
 //! - `EVENT_WRITABLE`, `EVENT_END`, `EVENT_ERROR, error`, `EVENT_CONNECTION, fd`.
 
 use std::cell::{Cell, RefCell};
@@ -46,6 +49,7 @@ pub const EVENT_WRITABLE: i32 = 1;
 pub const EVENT_END: i32 = 2;
 pub const EVENT_ERROR: i32 = 3;
 pub const EVENT_CONNECTION: i32 = 4;
+pub const EVENT_SETTLE: i32 = 5;
 
 /// Messages per batched receive.
 const BATCH_MESSAGES: usize = 64;
@@ -156,6 +160,7 @@ pub struct EventSocketProtocol {
   pub event_end: i32,
   pub event_error: i32,
   pub event_connection: i32,
+  pub event_settle: i32,
 }
 
 #[napi]
@@ -166,6 +171,7 @@ pub fn event_socket_protocol() -> EventSocketProtocol {
     event_end: EVENT_END,
     event_error: EVENT_ERROR,
     event_connection: EVENT_CONNECTION,
+    event_settle: EVENT_SETTLE,
   }
 }
 
@@ -259,16 +265,30 @@ impl SocketInner {
     self.close();
   }
 
-  /// Calls the dispatcher with `this = owner`.
+  /// Calls the dispatcher with `this = owner`, in a callback scope.
   fn call(&self, args: &[sys::napi_value]) -> CallOutcome {
-    let Some(js) = self.js.borrow().clone() else {
-      return CallOutcome::NotCalled;
-    };
+    // Cloned out first: the call may close the socket, which takes the cell.
+    let js = self.js.borrow().clone();
+    match js {
+      Some(js) => self.call_on(&js, args, true),
+      None => CallOutcome::NotCalled,
+    }
+  }
+
+  /// Calls the dispatcher through `js`, which the caller holds: a delivery keeps it across its two
+  /// calls even if the handler closes the socket in between.
+  fn call_on(&self, js: &JsSide, args: &[sys::napi_value], scope: bool) -> CallOutcome {
     let (Some(owner), Some(dispatch)) = (js.owner.borrow().get(), js.dispatch.get()) else {
       return CallOutcome::NotCalled;
     };
     // SAFETY: a handle scope is open (every caller runs inside `ready`), values are this env's.
-    unsafe { js.context.call(owner, dispatch, args) }
+    unsafe {
+      if scope {
+        js.context.call(owner, dispatch, args)
+      } else {
+        crate::js_call::call_plain(self.env, owner, dispatch, args)
+      }
+    }
   }
 
   fn emit_error(&self, err: SysError) {
@@ -368,17 +388,33 @@ impl SocketInner {
         self.stop_reading_with(SysError::new("recvmsg", Errno::ENOMEM));
         return;
       };
-      let result = self.call(&[
-        event,
-        slab,
-        value::int32(env, offset as i32),
-        value::int32(env, length as i32),
-        value::int32(env, flags),
-        value::int32(env, fd_count as i32),
-        fds,
-        address,
-        ancillary,
-      ]);
+      // Cloned out first (the handler may close the socket, which takes the cell), and held
+      // across both calls of this delivery.
+      let js = self.js.borrow().clone();
+      let Some(js) = js else {
+        // Closed: the remaining messages' descriptors close with the batch.
+        return;
+      };
+      let delivered = self.call_on(
+        &js,
+        &[
+          event,
+          slab,
+          value::int32(env, offset as i32),
+          value::int32(env, length as i32),
+          value::int32(env, flags),
+          value::int32(env, fd_count as i32),
+          fds,
+          address,
+          ancillary,
+        ],
+        true,
+      );
+      // Which descriptors nobody claimed is decided now, after the handler's microtasks.
+      let result = match delivered {
+        CallOutcome::Returned(_) if fd_count > 0 => self.call_on(&js, &[value::int32(env, EVENT_SETTLE)], false),
+        other => other,
+      };
       match result {
         CallOutcome::Returned(value) if is_true(env, value) => {
           // Nobody looked at them: close them all.

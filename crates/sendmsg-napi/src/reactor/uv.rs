@@ -174,10 +174,16 @@ unsafe extern "C" fn on_poll(handle: *mut c_void, status: c_int, events: c_int) 
   let target = unsafe { &*((uv.get_data)(handle) as *const Target) };
   // A clone, so the target outlives a call that closes the watcher.
   let target = Rc::clone(target);
-  if status < 0 {
-    target.ready(false, false, Some(status));
-  } else {
-    target.ready(events & UV_READABLE != 0, events & UV_WRITABLE != 0, None);
+  // A panic must not unwind into libuv (that aborts the process): report it and carry on.
+  let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    if status < 0 {
+      target.ready(false, false, Some(status));
+    } else {
+      target.ready(events & UV_READABLE != 0, events & UV_WRITABLE != 0, None);
+    }
+  }));
+  if outcome.is_err() {
+    eprintln!("sendmsg: internal error in a socket's readiness callback (a bug: please report it)");
   }
 }
 
