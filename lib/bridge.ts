@@ -79,7 +79,8 @@ export function toNetSocket(fd: Descriptor, options: Omit<net.SocketConstructorO
 
 /**
  * Makes a bound `dgram.Socket` of a descriptor that must be a UDP socket (IPv4 or IPv6). The
- * socket owns the descriptor from then on ('listening' follows as usual).
+ * socket owns the descriptor from then on. It is bound when this returns: Node emits 'listening'
+ * for a descriptor during bind itself.
  *
  * @example const udp = toDgramSocket(listeners.dns)
  */

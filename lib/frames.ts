@@ -126,31 +126,43 @@ export class FrameChannel extends EventEmitter {
     }
   }
 
+  /**
+   * Takes every complete frame out of the buffer, and checks the descriptors against them before
+   * delivering any: a frame is never handed on when the read that brought it also brought
+   * descriptors nobody declared.
+   */
   #parse(): void {
-    while (this.#buffer.length >= HEADER_SIZE) {
-      const length = this.#buffer.readUInt32BE(0)
-      const fdCount = this.#buffer.readUInt16BE(4)
-      if (length > this.#maxFrameSize) throw frameError(`a frame declares ${length} bytes, more than ${this.#maxFrameSize}`)
-      if (fdCount > MAX_FDS_PER_FRAME) throw frameError(`a frame declares ${fdCount} descriptors, more than ${MAX_FDS_PER_FRAME}`)
-      if (this.#fds.length > fdCount && this.#buffer.length < HEADER_SIZE + length) {
-        // The frame under way is the only one that could own them, and it declared fewer.
-        throw frameError(`${this.#fds.length} descriptors arrived for a frame that declares ${fdCount}`)
+    const complete: Frame[] = []
+    try {
+      while (this.#buffer.length >= HEADER_SIZE) {
+        const length = this.#buffer.readUInt32BE(0)
+        const fdCount = this.#buffer.readUInt16BE(4)
+        if (length > this.#maxFrameSize) throw frameError(`a frame declares ${length} bytes, more than ${this.#maxFrameSize}`)
+        if (fdCount > MAX_FDS_PER_FRAME) throw frameError(`a frame declares ${fdCount} descriptors, more than ${MAX_FDS_PER_FRAME}`)
+        if (this.#fds.length > fdCount && this.#buffer.length < HEADER_SIZE + length) {
+          // The frame under way is the only one that could own them, and it declared fewer.
+          throw frameError(`${this.#fds.length} descriptors arrived for a frame that declares ${fdCount}`)
+        }
+        if (this.#buffer.length < HEADER_SIZE + length) break
+        if (this.#fds.length < fdCount) throw frameError(`a frame declares ${fdCount} descriptors but ${this.#fds.length} arrived with it`)
+        let value: unknown
+        try {
+          value = JSON.parse(this.#buffer.toString('utf8', HEADER_SIZE, HEADER_SIZE + length))
+        } catch {
+          throw frameError('a frame body is not JSON')
+        }
+        this.#buffer = this.#buffer.subarray(HEADER_SIZE + length)
+        complete.push({ value, fds: this.#fds.splice(0, fdCount).map((fd) => new ReceivedFd(fd)) })
       }
-      if (this.#buffer.length < HEADER_SIZE + length) return
-      if (this.#fds.length < fdCount) throw frameError(`a frame declares ${fdCount} descriptors but ${this.#fds.length} arrived with it`)
-      let value: unknown
-      try {
-        value = JSON.parse(this.#buffer.toString('utf8', HEADER_SIZE, HEADER_SIZE + length))
-      } catch {
-        throw frameError('a frame body is not JSON')
+      // Descriptors arrive with their frame's first byte: with no frame under way, these have none.
+      if (this.#buffer.length === 0 && this.#fds.length > 0) {
+        throw frameError(`${this.#fds.length} descriptors arrived without a frame to carry them`)
       }
-      this.#buffer = this.#buffer.subarray(HEADER_SIZE + length)
-      const fds = this.#fds.splice(0, fdCount).map((fd) => new ReceivedFd(fd))
-      this.#deliver({ value, fds })
+    } catch (error) {
+      for (const frame of complete) settle(frame)
+      throw error
     }
-    if (this.#buffer.length === 0 && this.#fds.length > 0) {
-      throw frameError(`${this.#fds.length} descriptors arrived without a frame to carry them`)
-    }
+    for (const frame of complete) this.#deliver(frame)
   }
 
   #deliver(frame: Frame): void {

@@ -15,7 +15,9 @@ import { EventEmitter } from 'node:events'
 import { chmodSync, mkdirSync, statSync } from 'node:fs'
 import { dirname } from 'node:path'
 
+import { native } from './binding'
 import { isListeningSocket } from './bridge'
+import { constants } from './constants'
 import { peerCredentials, type Credentials } from './credentials'
 import { invalidArgType, invalidArgValue, stateError } from './errors'
 import { fdOf } from './fd'
@@ -182,26 +184,39 @@ export interface SpawnedWorker {
 }
 
 /**
- * Spawns a worker with a connected socket on a known descriptor (3 by default, named in its
- * environment as SENDMSG_HANDOFF_FD) and hands it `listeners` over it. The worker calls
- * `workerListeners()`.
+ * Spawns a worker with a connected stream socket on a known descriptor (3 by default, named in
+ * its environment as SENDMSG_HANDOFF_FD; blocking, as inherited sockets are expected to be) and
+ * hands it `listeners` over it. A Node worker calls `workerListeners()`; any other program can
+ * speak the frame protocol documented in lib/handoff.ts.
  *
  * @example const { ready } = spawnWorker(process.execPath, ['worker.js'], { listeners: { http: server } })
  */
 export function spawnWorker(command: string, args: readonly string[], options: SpawnWorkerOptions): SpawnedWorker {
   const { listeners, fd = 3, ...spawnOptions } = options
   listenerEntries(listeners)
-  const [mine, theirs] = UnixSocket.pair('stream')
+  // The worker's end stays blocking, as any program expects a socket it inherits to be (a
+  // pair's ends are separate open files, so making ours non-blocking does not touch theirs).
+  const [mineFd, theirs] = native.socketpair(constants.SOCK_STREAM, false) as [number, number]
+  let mine: UnixSocket
+  try {
+    mine = UnixSocket.from(mineFd)
+  } catch (error) {
+    native.closeFd(theirs)
+    throw error
+  }
   const given = spawnOptions.stdio
   const stdio: unknown[] = typeof given === 'string' ? [given, given, given] : ['inherit', 'inherit', 'inherit']
   if (Array.isArray(given)) given.slice(0, 3).forEach((entry, i) => (stdio[i] = entry))
   while (stdio.length < fd) stdio.push('ignore')
-  stdio[fd] = theirs.fd
+  stdio[fd] = theirs
   let child: ChildProcess
   try {
     child = spawn(command, args, { ...spawnOptions, stdio: stdio as never, env: { ...(spawnOptions.env ?? process.env), [HANDOFF_FD_ENV]: String(fd) } })
+  } catch (error) {
+    mine.close()
+    throw error
   } finally {
-    theirs.close()
+    native.closeFd(theirs)
   }
   const channel = new FrameChannel(mine)
   const ready = sendListeners(channel, listeners)
@@ -340,11 +355,8 @@ export async function takeListeners(path: string, options: TakeOptions = {}): Pr
   }
   const handoff = await receiveListeners(channel, { ...options, acknowledge: false })
   let done: Promise<void> | undefined
-  const acknowledge = () =>
-    (done ??= handoff.acknowledge().finally(() => {
-      // Let the ack reach the offerer before the connection goes.
-      void socket.end()
-    }))
+  // Once the kernel has the ack there is nothing more to say or hear: close at once.
+  const acknowledge = () => (done ??= handoff.acknowledge().finally(() => channel.close()))
   if (options.acknowledge !== false) await acknowledge()
   return { listeners: handoff.listeners, acknowledge }
 }

@@ -185,8 +185,9 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   }
 
   /**
-   * A connected pair of sockets (both ends in this process; hand one to a child with
-   * `stdio: [..., socket.fd]` or `sendmsg`).
+   * A connected pair of sockets, both in the event loop. Both ends are non-blocking, and a process
+   * that inherits one inherits that too: to give a child a plain (blocking) end, make the pair with
+   * `socketpair()` and adopt only yours with `UnixSocket.from()`.
    *
    * @example const [parent, child] = UnixSocket.pair('seqpacket')
    */
