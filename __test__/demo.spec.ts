@@ -1,0 +1,23 @@
+// A short run of the demo (npm run demo): rolling restarts and a supervisor replacement under
+// HTTP load, with zero failed requests and zero refused connections.
+import test from 'ava'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+test('the zero-downtime demo serves every request', async (t) => {
+  const demo = spawn(process.execPath, [fileURLToPath(new URL('../examples/zero-downtime.mjs', import.meta.url)), '--quick'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  let out = ''
+  demo.stdout.on('data', (chunk) => (out += chunk))
+  const code = await new Promise((resolve) => demo.on('exit', resolve))
+  t.log(out.trim().split('\n').slice(-3).join('\n'))
+  t.is(code, 0, out)
+  const totals = /requests: (\d+) {2}ok: (\d+) {2}failed: (\d+) {2}refused connections: (\d+)/.exec(out)
+  t.truthy(totals, out)
+  const [, requests, ok, failed, refused] = totals!.map(Number)
+  t.true(requests! > 0)
+  t.is(ok, requests)
+  t.is(failed, 0)
+  t.is(refused, 0)
+})
