@@ -35,12 +35,12 @@ use napi_derive::napi;
 use nix::errno::Errno;
 use nix::sys::socket::UnixAddr;
 use sendmsg_core::batch::{self, Outgoing, RecvBatch, SendScratch};
-use sendmsg_core::cmsg::{self, ControlBuffer, OutgoingCmsg};
+use sendmsg_core::cmsg::{self, ControlBuffer};
 use sendmsg_core::message::{self, ReceivedCmsg};
 use sendmsg_core::socket::{self, SocketKind};
 use sendmsg_core::SysError;
 
-use crate::errors;
+use crate::{errors, outgoing};
 use crate::js_call::{value, AsyncContext, CallOutcome, HandleScope, Reference};
 use crate::reactor::{self, Ready, Watcher};
 
@@ -680,11 +680,11 @@ impl NativeSocket {
   #[napi]
   pub fn send(&self, env: Env, parts: Vec<&[u8]>, plan: &[i32], addresses: Option<Vec<&[u8]>>) -> Result<f64> {
     let fd = self.open_fd(&env)?;
-    let iov: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
+    let iov = outgoing::iovecs(&parts);
     let addresses: Vec<UnixAddr> = addresses
       .unwrap_or_default()
-      .iter()
-      .map(|path| socket::unix_address(path).map_err(|err| errors::throw_sys(&env, SysError::new("sendmsg", err.errno))))
+      .into_iter()
+      .map(|path| outgoing::destination(&env, Some(path)).map(|address| address.expect("given")))
       .collect::<Result<_>>()?;
     let outgoing = plan_messages(&iov, plan, &addresses)
       .ok_or_else(|| errors::throw_type_error(&env, "ERR_INVALID_ARG_VALUE", "malformed send plan"))?;
@@ -701,10 +701,7 @@ impl NativeSocket {
   #[napi]
   pub fn send_one(&self, env: Env, data: &[u8], fds: Option<Vec<i32>>, address: Option<&[u8]>) -> Result<f64> {
     let fd = self.open_fd(&env)?;
-    let address = address
-      .map(socket::unix_address)
-      .transpose()
-      .map_err(|err| errors::throw_sys(&env, SysError::new("sendmsg", err.errno)))?;
+    let address = outgoing::destination(&env, address)?;
     let result = SEND_CONTROL.with_borrow_mut(|control| {
       cmsg::encode_rights_into(control, fds.as_deref().unwrap_or_default())
         .map_err(|_| message::SendError::Sys(SysError::new("sendmsg", Errno::ENOBUFS)))?;
@@ -735,17 +732,9 @@ impl NativeSocket {
     address: Option<&[u8]>,
   ) -> Result<f64> {
     let fd = self.open_fd(&env)?;
-    let iov: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
-    let items: Vec<OutgoingCmsg<'_>> = ancillary
-      .iter()
-      .map(|&(level, kind, data)| OutgoingCmsg { level, kind, data })
-      .collect();
-    let mut control = ControlBuffer::default();
-    cmsg::encode_into(&mut control, &items).map_err(|err| errors::throw_encode(&env, err))?;
-    let address = address
-      .map(socket::unix_address)
-      .transpose()
-      .map_err(|err| errors::throw_sys(&env, SysError::new("sendmsg", err.errno)))?;
+    let iov = outgoing::iovecs(&parts);
+    let mut control = outgoing::control(&env, &ancillary)?;
+    let address = outgoing::destination(&env, address)?;
     let result = message::send(
       fd,
       &iov,

@@ -6,6 +6,7 @@ mod constants;
 mod errors;
 mod event_socket;
 mod js_call;
+mod outgoing;
 mod reactor;
 mod socket_ops;
 mod sync_api;

@@ -5,16 +5,15 @@
 //! These calls block when the socket is blocking: that is their contract.
 
 use std::cell::RefCell;
-use std::io::IoSlice;
 use std::os::fd::{AsRawFd, IntoRawFd};
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use sendmsg_core::cmsg::{self, ControlBuffer, OutgoingCmsg};
+use sendmsg_core::cmsg::{self, ControlBuffer};
 use sendmsg_core::message::{self, ReceivedCmsg};
 use sendmsg_core::socket::{self, SocketKind};
 
-use crate::errors;
+use crate::{errors, outgoing};
 
 thread_local! {
   /// Reused across calls on one thread; large one-off requests do not stay cached.
@@ -32,13 +31,8 @@ pub fn sendmsg(
   ancillary: Vec<(i32, i32, &[u8])>,
   flags: i32,
 ) -> Result<f64> {
-  let iov: Vec<IoSlice<'_>> = chunks.iter().map(|chunk| IoSlice::new(chunk)).collect();
-  let items: Vec<OutgoingCmsg<'_>> = ancillary
-    .iter()
-    .map(|&(level, kind, data)| OutgoingCmsg { level, kind, data })
-    .collect();
-  let mut control = ControlBuffer::default();
-  cmsg::encode_into(&mut control, &items).map_err(|err| errors::throw_encode(&env, err))?;
+  let iov = outgoing::iovecs(&chunks);
+  let mut control = outgoing::control(&env, &ancillary)?;
   message::send(fd, &iov, &mut control, flags, None)
     .map(|sent| sent as f64)
     .map_err(|err| errors::throw_send(&env, err))
