@@ -1,5 +1,5 @@
-// Faults: a peer killed mid-stream. After each, the process's open descriptors are back where
-// they were and sockets still work.
+// Faults: a peer killed mid-stream, a receiver at its descriptor limit. After each, the process's
+// open descriptors are back where they were and sockets still work.
 // Serial: the tests count open descriptors.
 import test, { type ExecutionContext } from 'ava'
 import { once } from 'node:events'
@@ -9,11 +9,11 @@ import { Socket } from 'node:net'
 import { pipe, socketpair, UnixSocket, type Message, type NodeError, type SocketType } from 'sendmsg'
 
 import { openFds, turn } from './helpers.ts'
-import { spawnFixture } from './processes.ts'
+import { fixture, spawnChild, spawnFixture } from './processes.ts'
 
 const linux = process.platform === 'linux'
 const STREAMING_TYPES: SocketType[] = linux ? ['stream', 'seqpacket'] : ['stream']
-if (!linux) console.log('faults: seqpacket tests skipped: Linux only')
+if (!linux) console.log('faults: seqpacket and RLIMIT tests skipped: they need Linux')
 
 function nextMessage(socket: UnixSocket): Promise<Message> {
   return once(socket, 'message').then(([message]) => message as Message)
@@ -129,3 +129,39 @@ for (const type of STREAMING_TYPES) {
     await assertFreshPairWorks(t, type)
   })
 }
+
+// The receiver at its descriptor limit ------------------------------------------------------------
+
+const withPrlimit = linux ? test.serial : test.serial.skip
+withPrlimit('a receiver at its descriptor limit sees MSG_CTRUNC, loses nothing it got, and works again once descriptors are freed', async (t) => {
+  const before = openFds()
+  const [mine, theirs] = socketpair('seqpacket')
+  // Enough for Node to start; the child fills the rest itself.
+  const child = spawnChild('prlimit', ['--nofile=96:96', process.execPath, fixture('fd-limit-receiver.mjs')], [theirs])
+  closeSync(theirs)
+  const sender = UnixSocket.from(mine)
+  const [r, w] = pipe()
+  const ready = await child.json<{ ready: boolean; free: number }>()
+  t.true(ready.ready)
+
+  await sender.send('ten', { fds: Array(10).fill(r) })
+  const atLimit = await child.json<{ count: number; ctrunc: boolean; truncated: boolean; openAfter: number; baseline: number; warnings: string[] }>()
+  t.is(atLimit.count, ready.free, 'the kernel installed as many as there was room for')
+  t.true(atLimit.ctrunc, 'MSG_CTRUNC is in message.flags')
+  t.true(atLimit.truncated, 'message.truncated says so too')
+  t.deepEqual(atLimit.warnings, ['SENDMSG_FDS_TRUNCATED'], 'and a process warning tells those who do not look')
+  t.is(atLimit.openAfter, atLimit.baseline, 'what arrived was handed over (and closed) or closed by the package')
+
+  await sender.send('ten again', { fds: Array(10).fill(r) })
+  const afterFreeing = await child.json<{ count: number; ctrunc: boolean; openAfter: number; baseline: number }>()
+  t.is(afterFreeing.count, 10, 'the same socket delivers every descriptor once there is room')
+  t.false(afterFreeing.ctrunc)
+  t.is(afterFreeing.openAfter, afterFreeing.baseline)
+  t.is((await child.exited).code, 0)
+
+  sender.close()
+  closeSync(r)
+  closeSync(w)
+  await turn()
+  t.is(openFds(), before)
+})

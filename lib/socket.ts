@@ -63,6 +63,7 @@ const BACKLOG_HIGH_WATER = 64
 const SEND_BATCH_MAX = 256
 const SEND_BATCH_MIN = 8
 const DEFAULT_MAX_MESSAGE_SIZE = 65536
+const MSG_CTRUNC = constants.MSG_CTRUNC
 const MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
 export const kInternal = Symbol('internal')
@@ -157,6 +158,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   #waiter: Waiter | undefined
   #readError: Error | undefined
   #closed = false
+  #warnedLostFds = false
 
   /** Use the static constructors: {@link UnixSocket.pair}, {@link UnixSocket.connect}, {@link UnixSocket.datagram}, {@link UnixSocket.from}. */
   constructor(token: typeof kInternal, fd: number, type: SocketType, options: Required<UnixSocketOptions>) {
@@ -570,6 +572,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   }
 
   #onMessage(message: Message): true | number[] | undefined {
+    if ((message.flags & MSG_CTRUNC) !== 0) this.#warnLostFds()
     const waiter = this.#waiter
     if (waiter !== undefined) {
       this.#waiter = undefined
@@ -584,6 +587,22 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
       return undefined
     }
     return this.#emitMessage(message)
+  }
+
+  /**
+   * The receive buffer holds a full message's descriptors, so MSG_CTRUNC here means the kernel
+   * could not install them all: the process is at its descriptor limit (RLIMIT_NOFILE) and the
+   * rest were dropped. The message's `flags` and `truncated` say so; this warning (once per
+   * socket) tells those who do not look, since nothing else would.
+   */
+  #warnLostFds(): void {
+    if (this.#warnedLostFds) return
+    this.#warnedLostFds = true
+    process.emitWarning(
+      `A ${this.#type} UnixSocket (fd ${this.#fd}) received a message whose descriptors did not all arrive (MSG_CTRUNC): ` +
+        'the process is probably at its descriptor limit (RLIMIT_NOFILE). Check message.truncated.',
+      { code: 'SENDMSG_FDS_TRUNCATED' },
+    )
   }
 
   #emitMessage(message: Message): true | number[] | undefined {
