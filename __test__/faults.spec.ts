@@ -1,19 +1,22 @@
-// Faults: a peer killed mid-stream, a receiver at its descriptor limit. After each, the process's
-// open descriptors are back where they were and sockets still work.
+// Faults: a peer killed mid-stream, a receiver at its descriptor limit, close() at awkward moments,
+// signals during blocking calls, and descriptors that must not reach spawned children. After each,
+// the process's open descriptors are back where they were and sockets still work.
 // Serial: the tests count open descriptors.
 import test, { type ExecutionContext } from 'ava'
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { closeSync } from 'node:fs'
 import { Socket } from 'node:net'
+import { constants as osConstants } from 'node:os'
 
-import { pipe, socketpair, UnixSocket, type Message, type NodeError, type SocketType } from 'sendmsg'
+import { pipe, sendmsg, scmRights, socketpair, UnixServer, UnixSocket, type Message, type NodeError, type SocketType } from 'sendmsg'
 
-import { openFds, turn } from './helpers.ts'
-import { fixture, spawnChild, spawnFixture } from './processes.ts'
+import { inode, isCloexec, openFds, turn } from './helpers.ts'
+import { blockedInRecvmsg, fixture, signalPending, spawnChild, spawnFixture } from './processes.ts'
 
 const linux = process.platform === 'linux'
 const STREAMING_TYPES: SocketType[] = linux ? ['stream', 'seqpacket'] : ['stream']
-if (!linux) console.log('faults: seqpacket and RLIMIT tests skipped: they need Linux')
+if (!linux) console.log('faults: seqpacket, RLIMIT and /proc-based tests skipped: they need Linux')
 
 function nextMessage(socket: UnixSocket): Promise<Message> {
   return once(socket, 'message').then(([message]) => message as Message)
@@ -162,6 +165,193 @@ withPrlimit('a receiver at its descriptor limit sees MSG_CTRUNC, loses nothing i
   sender.close()
   closeSync(r)
   closeSync(w)
+  await turn()
+  t.is(openFds(), before)
+})
+
+// close() at awkward moments ----------------------------------------------------------------------
+
+test.serial('close() with descriptor-carrying sends queued: the queued ones reject with ERR_SOCKET_CLOSED, the rest went', async (t) => {
+  const before = openFds()
+  const [a, b] = UnixSocket.pair('stream')
+  const [r, w] = pipe()
+  const outcomes: Array<Promise<string>> = []
+  // Nobody reads b: the kernel buffer fills and the rest queue.
+  while (a.writableLength === 0) {
+    for (let i = 0; i < 64; i++) outcomes.push(a.send(Buffer.alloc(4096), { fds: [r] }).then(() => 'sent', (error: NodeError) => error.code))
+    await turn()
+  }
+  a.close()
+  const closeEvents: unknown[] = []
+  a.on('close', () => closeEvents.push('close'))
+  const settled = await Promise.all(outcomes)
+  t.true(settled.includes('sent'))
+  t.true(settled.includes('ERR_SOCKET_CLOSED'))
+  t.deepEqual([...new Set(settled)].sort(), ['ERR_SOCKET_CLOSED', 'sent'])
+  t.is(a.writableLength, 0)
+  // The peer drains what did go, descriptors and all, then sees the end.
+  let arrived = 0
+  b.on('message', (message: Message) => (arrived += message.fds.length))
+  await once(b, 'end')
+  t.is(arrived, settled.filter((outcome) => outcome === 'sent').length)
+  await turn()
+  t.deepEqual(closeEvents, ['close'], "'close' is emitted once")
+  closeSync(r)
+  closeSync(w)
+  await turn()
+  t.is(openFds(), before)
+  await assertFreshPairWorks(t, 'stream')
+})
+
+for (const type of linux ? (['seqpacket', 'dgram'] as SocketType[]) : (['dgram'] as SocketType[])) {
+  test.serial(`${type}: close() inside a message handler mid-batch: later messages are not delivered and their descriptors close`, async (t) => {
+    const before = openFds()
+    const [a, b] = UnixSocket.pair(type)
+    const [r, w] = pipe()
+    // Sent before anyone reads, so they arrive in one batched receive.
+    await Promise.all(Array.from({ length: 10 }, (_, i) => a.send(`m${i}`, { fds: [r, w] })))
+    const seen: string[] = []
+    let kept = -1
+    b.on('message', (message: Message) => {
+      seen.push(message.data.toString())
+      kept = message.fds[0]!.take()
+      b.close()
+      // Closing twice, and using the socket after, from inside the handler.
+      b.close()
+      void b.send('after close').catch(() => {})
+    })
+    await once(b, 'close')
+    await turn()
+    t.deepEqual(seen, ['m0'], 'nothing is delivered after close()')
+    t.true(isCloexec(kept) ?? true, 'the descriptor taken in the handler is still ours')
+    closeSync(kept)
+    t.is(openFds(), before + 2 + 1, 'only the pipe and the sending socket remain')
+    a.close()
+    closeSync(r)
+    closeSync(w)
+    await turn()
+    t.is(openFds(), before)
+    await assertFreshPairWorks(t, type)
+  })
+}
+
+test.serial('close() inside a for-await loop over a batch: the loop ends and the rest of the batch is closed', async (t) => {
+  const before = openFds()
+  const [a, b] = UnixSocket.pair('dgram')
+  const [r, w] = pipe()
+  await Promise.all(Array.from({ length: 10 }, (_, i) => a.send(`m${i}`, { fds: [r] })))
+  const seen: string[] = []
+  for await (const message of b) {
+    seen.push(message.data.toString())
+    b.close()
+  }
+  t.deepEqual(seen, ['m0'])
+  a.close()
+  closeSync(r)
+  closeSync(w)
+  await turn()
+  t.is(openFds(), before)
+})
+
+test.serial('use after close: every method has a defined result, none throws a surprise or hangs', async (t) => {
+  const before = openFds()
+  const [a, b] = UnixSocket.pair('dgram')
+  const closes: string[] = []
+  a.on('close', () => closes.push('a'))
+  a.close()
+  a.close()
+  await t.throwsAsync(a.send('x'), { code: 'ERR_SOCKET_CLOSED' })
+  await t.throwsAsync(a.sendTo('/nonexistent', 'x'), { code: 'ERR_SOCKET_CLOSED' })
+  await a.end() // resolves: there is nothing left to end
+  t.is(a.pause(), a)
+  t.is(a.resume(), a)
+  t.is(a.ref(), a)
+  t.is(a.unref(), a)
+  t.is(a.fd, -1)
+  t.true(a.closed)
+  t.is(a.localAddress, undefined)
+  t.is(a.remoteAddress, undefined)
+  t.is(a.writableLength, 0)
+  const iterated: Message[] = []
+  for await (const message of a) iterated.push(message)
+  t.deepEqual(iterated, [], 'iterating a closed socket ends at once')
+  await a[Symbol.asyncDispose]()
+  await turn()
+  t.deepEqual(closes, ['a'], "'close' is emitted once")
+
+  const server = UnixServer.listen('\0sendmsg-faults-' + process.pid)
+  const serverCloses: string[] = []
+  server.on('close', () => serverCloses.push('server'))
+  server.close()
+  server.close()
+  t.is(server.fd, -1)
+  t.is(server.address, undefined)
+  const accepted: UnixSocket[] = []
+  for await (const socket of server) accepted.push(socket)
+  t.deepEqual(accepted, [])
+  await turn()
+  t.deepEqual(serverCloses, ['server'])
+  b.close()
+  await turn()
+  t.is(openFds(), before)
+})
+
+// Signals during blocking sync calls -------------------------------------------------------------
+
+const withProcSyscall = linux && (process.arch === 'x64' || process.arch === 'arm64') ? test.serial : test.serial.skip
+if (!(linux && (process.arch === 'x64' || process.arch === 'arm64'))) console.log('faults: the EINTR test needs /proc/PID/syscall (Linux x64/arm64)')
+withProcSyscall('signals handled in JavaScript do not break a blocking sync recvmsg: the call goes on and returns the message', async (t) => {
+  const before = openFds()
+  const [mine, theirs] = socketpair('seqpacket')
+  const SIGNALS = 3
+  const child = spawnFixture('blocking-recv-with-signals.mjs', [String(SIGNALS)], [theirs])
+  closeSync(theirs)
+  t.is(await child.line(), 'ready')
+  const pid = child.process.pid!
+  for (let i = 0; i < SIGNALS; i++) {
+    await blockedInRecvmsg(pid)
+    child.process.kill('SIGUSR2')
+    // One at a time: a signal sent while the previous one is pending would merge with it.
+    while (signalPending(pid, osConstants.signals.SIGUSR2)) await new Promise((resolve) => setTimeout(resolve, 1))
+  }
+  await blockedInRecvmsg(pid)
+  const [r, w] = pipe()
+  sendmsg(mine, 'after the signals', [scmRights([r])])
+  const report = await child.json<{ data: string; identities: string[]; signals: number }>()
+  t.is(report.data, 'after the signals')
+  t.deepEqual(report.identities, [inode(r)])
+  t.is(report.signals, SIGNALS, 'the handler saw every signal once the call returned')
+  t.is((await child.exited).code, 0)
+  closeSync(mine)
+  closeSync(r)
+  closeSync(w)
+  t.is(openFds(), before)
+})
+
+// Inheritance ------------------------------------------------------------------------------------
+
+test.serial('a descriptor received by a UnixSocket and taken is not inherited by a spawned child', async (t) => {
+  const before = openFds()
+  const [a, b] = UnixSocket.pair('stream')
+  const [r, w] = pipe()
+  let taken = -1
+  b.on('message', (message: Message) => (taken = message.fds[0]!.take()))
+  await a.send('x', { fds: [r] })
+  while (taken < 0) await turn()
+  if (linux) t.true(isCloexec(taken))
+  const child = spawn(
+    process.execPath,
+    ['-e', `try { const s = require('fs').fstatSync(${taken}); console.log(s.dev + ':' + s.ino) } catch { console.log('closed') }`],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  )
+  let output = ''
+  child.stdout.on('data', (chunk) => (output += chunk))
+  await once(child, 'exit')
+  t.not(output.trim(), '')
+  t.not(output.trim(), inode(taken), 'the child does not have our descriptor at that number')
+  a.close()
+  b.close()
+  for (const fd of [taken, r, w]) closeSync(fd)
   await turn()
   t.is(openFds(), before)
 })
