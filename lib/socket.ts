@@ -198,7 +198,9 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   static async connect(path: string, options?: UnixSocketOptions & { type?: SocketType }): Promise<UnixSocket> {
     const type = options?.type ?? 'stream'
     const address = addressOf(path)
-    const socket = adopt(native.unixSocket(sockTypeOf(type)), type, validateOptions(stripType(options)))
+    // Every argument is checked before the descriptor exists: nothing to leak when one is wrong.
+    const checked = validateOptions(stripType(options))
+    const socket = adopt(native.unixSocket(sockTypeOf(type)), type, checked)
     try {
       if (!native.connectUnix(socket.#fd, address)) await socket.#waitConnected()
     } catch (error) {
@@ -796,7 +798,8 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
 }
 
 function stripType(options: (UnixSocketOptions & { type?: SocketType }) | undefined): UnixSocketOptions | undefined {
-  if (options === undefined) return undefined
+  // Not an object: left for validateOptions to refuse.
+  if (options === null || typeof options !== 'object') return options
   const { type: _type, ...rest } = options
   return rest
 }
