@@ -61,6 +61,7 @@ async function receive() {
   let fds = 0
   let messages = 0
   let taken = 0
+  let closedEarly = 0
   let warm
   socket.on('message', (message) => {
     if (message.data.length === 4 && message.fds.length === 0) {
@@ -74,17 +75,20 @@ async function receive() {
     fds += received.length
     // Most are left to the package to close; every 16th message one is taken and closed by hand,
     // and one closed early, so that every path a descriptor can leave by is exercised.
-    if ((messages & 15) === 0 && received.length >= 2) {
+    if ((messages & 15) === 0 && received.length >= 1) {
       closeSync(received[0].take())
-      received[1].close()
       taken++
+      if (received.length >= 2) {
+        received[1].close()
+        closedEarly++
+      }
     }
   })
   const start = sample()
   console.log(JSON.stringify({ ready: true }))
   async function finish() {
     await settle()
-    console.log(JSON.stringify({ messages, fds, taken, start, warm, end: sample() }))
+    console.log(JSON.stringify({ messages, fds, taken, closedEarly, start, warm, end: sample() }))
   }
   socket.on('end', () => process.exit(0))
 }
@@ -184,7 +188,7 @@ async function drive() {
     const nativeColumn = `${MiB(warmed.native)} -> ${MiB(last.native)}`.padEnd(21)
     console.log(`  ${name.padEnd(9)} ${fdsColumn} ${rssColumn} ${nativeColumn} ${MiB(warmed.heap)} -> ${MiB(last.heap)}`)
   }
-  console.log(`  receiver took and closed ${peer.taken.toLocaleString('en')} descriptors by hand and closed as many early; the package closed the rest`)
+  console.log(`  receiver: ${peer.taken.toLocaleString('en')} descriptors taken and closed by hand, ${peer.closedEarly.toLocaleString('en')} closed early with close(), the rest closed by the package`)
   console.log(problems.length === 0 ? `  flat: descriptors equal; after the warm-up, RSS outside V8's heap within ${MiB(maxRssGrowth)} MiB and the live heap within ${MiB(maxHeapGrowth)} MiB` : `  NOT FLAT: ${problems.join('; ')}`)
   if (options.json) {
     console.log(JSON.stringify({ fds: fdsSent, received: peer.fds, seconds: took, rate, sender: { start, warm, end }, receiver: { start: peer.start, warm: peer.warm, end: peer.end }, problems }))
