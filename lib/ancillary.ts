@@ -37,9 +37,12 @@ export function ancillaryOf(value: unknown, name: string): Array<[number, number
  */
 export function scmRights(fds: readonly number[]): AncillaryItem {
   validateArray(fds, 'fds')
-  const packed = Buffer.alloc(fds.length * FD_SIZE)
-  const view = new Int32Array(packed.buffer, packed.byteOffset, fds.length)
-  for (let i = 0; i < fds.length; i++) view[i] = validateInteger(fds[i], `fds[${i}]`, 0, INT32_MAX)
+  // Checked before the buffer is made: a sparse `new Array(1e9)` is refused at its first hole, not
+  // after allocating 4 GB for it.
+  const numbers: number[] = []
+  for (let i = 0; i < fds.length; i++) numbers.push(validateInteger(fds[i], `fds[${i}]`, 0, INT32_MAX))
+  const packed = Buffer.alloc(numbers.length * FD_SIZE)
+  new Int32Array(packed.buffer, packed.byteOffset, numbers.length).set(numbers)
   return [constants.SOL_SOCKET, constants.SCM_RIGHTS, packed]
 }
 

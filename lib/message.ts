@@ -3,6 +3,7 @@ import type { ReceivedAncillaryItem } from './ancillary'
 import { native } from './binding'
 import { constants } from './constants'
 import { credentialsFromAncillary, type Credentials } from './credentials'
+import { invalidArgType, isIntegerIn, outOfRange } from './errors'
 import { kRelease, ReceivedFd } from './received-fd'
 
 const NO_FDS: readonly ReceivedFd[] = Object.freeze([])
@@ -47,6 +48,12 @@ export class Message {
     flags: number,
     address: string | undefined,
   ) {
+    // Public for `instanceof` and types, so what it is told is checked: the count sizes an
+    // allocation, and the numbers are closed when the message settles.
+    if (fdNumbers !== undefined && !(fdNumbers instanceof Int32Array)) throw invalidArgType('fdNumbers', 'an instance of Int32Array', fdNumbers)
+    if (!isIntegerIn(fdCount, 0, fdNumbers === undefined ? 0 : fdNumbers.length)) {
+      throw outOfRange('fdCount', `an integer >= 0 and <= ${fdNumbers === undefined ? 0 : 'fdNumbers.length'}`, fdCount)
+    }
     this.data = data
     this.ancillary = ancillary ?? NO_ANCILLARY
     this.flags = flags

@@ -1,6 +1,6 @@
 // A descriptor that arrived in a message, owned until someone takes it or closes it.
 import { native } from './binding'
-import { stateError } from './errors'
+import { INT32_MAX, isIntegerIn, stateError, validateInteger } from './errors'
 
 /** Internal: hands back the number if still owned (for closing), and empties the object. */
 export const kRelease = Symbol('release')
@@ -17,8 +17,10 @@ export const kRelease = Symbol('release')
 export class ReceivedFd implements Disposable {
   #fd: number
 
+  /** Owns `fd` (-1: already released). Messages make these; a number of your own works too. */
   constructor(fd: number) {
-    this.#fd = fd
+    // A non-integer would reach close(2) as whatever the binding truncates it to (1.5 is stdout).
+    this.#fd = isIntegerIn(fd, -1, INT32_MAX) ? fd : validateInteger(fd, 'fd', -1, INT32_MAX)
   }
 
   /** The number, still owned by this object (valid until the message is handled). */

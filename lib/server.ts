@@ -9,7 +9,7 @@ import { constants } from './constants'
 import { invalidArgValue, stateError, validateInteger, INT32_MAX } from './errors'
 import { EVENT } from './message'
 import { ReceivedFd } from './received-fd'
-import { adopt, collectedWhileOpen, socketTypeName, validateSocketOptions, type UnixSocket, type UnixSocketOptions } from './socket'
+import { adopt, collectedWhileOpen, kInternal, socketTypeName, validateSocketOptions, type UnixSocket, type UnixSocketOptions } from './socket'
 import { sockTypeOf } from './sync'
 
 export interface UnixServerOptions extends UnixSocketOptions {
@@ -46,8 +46,11 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
   #pending: UnixSocket[] = []
   #waiter: ((result: IteratorResult<UnixSocket>) => void) | undefined
 
-  private constructor(fd: number, type: 'stream' | 'seqpacket', options: Required<UnixSocketOptions>) {
+  /** Use {@link UnixServer.listen} or {@link UnixServer.from}. */
+  private constructor(token: typeof kInternal, fd: number, type: 'stream' | 'seqpacket', options: Required<UnixSocketOptions>) {
     super()
+    // `private` binds TypeScript only: from JavaScript this would adopt (and later close) any number.
+    if (token !== kInternal) throw stateError('ERR_ILLEGAL_CONSTRUCTOR', 'Use UnixServer.listen() or from()')
     this.#fd = fd
     this.#type = type
     this.#socketOptions = options
@@ -75,7 +78,7 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
     const fd = native.unixSocket(sockTypeOf(type))
     let server: UnixServer
     try {
-      server = new UnixServer(fd, type, checked)
+      server = new UnixServer(kInternal, fd, type, checked)
     } catch (error) {
       native.closeFd(fd)
       throw error
@@ -111,7 +114,7 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
     if (type !== 'stream' && type !== 'seqpacket') throw invalidArgValue('fd', number, 'is not a stream or seqpacket socket')
     const owned = fd instanceof ReceivedFd ? fd.take() : number
     try {
-      return new UnixServer(owned, type, checked)
+      return new UnixServer(kInternal, owned, type, checked)
     } catch (error) {
       native.closeFd(owned)
       throw error

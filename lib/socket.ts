@@ -68,6 +68,7 @@ const BACKLOG_HIGH_WATER = 64
 const SEND_BATCH_MAX = 256
 const SEND_BATCH_MIN = 8
 const DEFAULT_MAX_MESSAGE_SIZE = 65536
+const MSG_CTRUNC = constants.MSG_CTRUNC
 const MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
 export const kInternal = Symbol('internal')
@@ -165,6 +166,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   #waiter: Waiter | undefined
   #readError: Error | undefined
   #closed = false
+  #warnedLostFds = false
 
   /** Use the static constructors: {@link UnixSocket.pair}, {@link UnixSocket.connect}, {@link UnixSocket.datagram}, {@link UnixSocket.from}. */
   constructor(token: typeof kInternal, fd: number, type: SocketType, options: Required<UnixSocketOptions>) {
@@ -206,7 +208,9 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   static async connect(path: string, options?: UnixSocketOptions & { type?: SocketType }): Promise<UnixSocket> {
     const type = options?.type ?? 'stream'
     const address = addressOf(path)
-    const socket = adopt(native.unixSocket(sockTypeOf(type)), type, validateOptions(stripType(options)))
+    // Every argument is checked before the descriptor exists: nothing to leak when one is wrong.
+    const checked = validateOptions(stripType(options))
+    const socket = adopt(native.unixSocket(sockTypeOf(type)), type, checked)
     try {
       if (!native.connectUnix(socket.#fd, address)) await socket.#waitConnected()
     } catch (error) {
@@ -580,6 +584,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   }
 
   #onMessage(message: Message): void {
+    if ((message.flags & MSG_CTRUNC) !== 0) this.#warnLostFds()
     const waiter = this.#waiter
     if (waiter !== undefined) {
       this.#waiter = undefined
@@ -596,6 +601,22 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     this.#emitMessage(message)
     // Settled on EVENT_SETTLE, once the handler's microtasks have run too.
     if (message[kHasFds]()) this.#delivering = message
+  }
+
+  /**
+   * The receive buffer holds a full message's descriptors, so MSG_CTRUNC here means the kernel
+   * could not install them all: the process is at its descriptor limit (RLIMIT_NOFILE) and the
+   * rest were dropped. The message's `flags` and `truncated` say so; this warning (once per
+   * socket) tells those who do not look, since nothing else would.
+   */
+  #warnLostFds(): void {
+    if (this.#warnedLostFds) return
+    this.#warnedLostFds = true
+    process.emitWarning(
+      `A ${this.#type} UnixSocket (fd ${this.#fd}) received a message whose descriptors did not all arrive (MSG_CTRUNC): ` +
+        'the process is probably at its descriptor limit (RLIMIT_NOFILE). Check message.truncated.',
+      { code: 'SENDMSG_FDS_TRUNCATED' },
+    )
   }
 
   #emitMessage(message: Message): void {
@@ -796,7 +817,8 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
 }
 
 function stripType(options: (UnixSocketOptions & { type?: SocketType }) | undefined): UnixSocketOptions | undefined {
-  if (options === undefined) return undefined
+  // Not an object: left for validateOptions to refuse.
+  if (options === null || typeof options !== 'object') return options
   const { type: _type, ...rest } = options
   return rest
 }

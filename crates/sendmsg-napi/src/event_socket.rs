@@ -473,10 +473,23 @@ impl Ready for SocketInner {
     let Some(_scope) = HandleScope::open(self.env) else {
       return;
     };
-    if let Some(status) = error {
-      self.stop_reading_with(uv_error(status));
-      return;
-    }
+    let (readable, writable) = match error {
+      None => (readable, writable),
+      // libuv reports POLLERR as a failed poll (UV_EBADF) and stops the handle. On a socket,
+      // POLLERR is the socket's own pending error: ECONNRESET when the peer died with messages
+      // unread. Poll again and let the receive and the send below meet that error in their own
+      // system calls, so that it is reported as what it is, where it belongs (a receive error,
+      // or the sends' rejections: EPIPE), rather than as an 'error' about polling. Each of them
+      // either makes progress or fails and drops its interest, so this cannot spin. (A listening
+      // socket has no such error: there, a failed poll is reported as one.)
+      Some(status) => match self.listening {
+        false if self.interest_changed().is_ok() => (true, true),
+        _ => {
+          self.stop_reading_with(uv_error(status));
+          return;
+        }
+      },
+    };
     if readable && self.reading.get() {
       if self.listening {
         self.accept_ready();
