@@ -150,6 +150,10 @@ test.serial('an offer refuses a directory others may enter', async (t) => {
   const tcp = await tcpListener()
   t.throws(() => offerListeners(join(open, 's.sock'), { http: tcp.fd }), { code: 'ERR_SENDMSG_UNSAFE_DIRECTORY' })
   t.throws(() => offerListeners(join(temp.dir, 'x', 's.sock'), { http: 0 }), { code: 'ERR_INVALID_ARG_VALUE', message: /not a listening socket/ })
+  // An abstract name has no file, so no permissions: refused before anything is made.
+  const before = openFds()
+  t.throws(() => offerListeners('\0sendmsg-offer', { http: tcp.fd }), { code: 'ERR_INVALID_ARG_VALUE', message: /abstract name/ })
+  t.is(openFds(), before)
   closeSync(tcp.fd)
 })
 

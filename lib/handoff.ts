@@ -19,7 +19,7 @@ import { native } from './binding'
 import { isListeningSocket } from './bridge'
 import { constants } from './constants'
 import { peerCredentials, type Credentials } from './credentials'
-import { invalidArgType, invalidArgValue, stateError } from './errors'
+import { invalidArgType, invalidArgValue, stateError, validateInteger } from './errors'
 import { fdOf } from './fd'
 import { FrameChannel, type Frame } from './frames'
 import { ReceivedFd } from './received-fd'
@@ -192,7 +192,10 @@ export interface SpawnedWorker {
  * @example const { ready } = spawnWorker(process.execPath, ['worker.js'], { listeners: { http: server } })
  */
 export function spawnWorker(command: string, args: readonly string[], options: SpawnWorkerOptions): SpawnedWorker {
+  if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options)
   const { listeners, fd = 3, ...spawnOptions } = options
+  // Checked before anything is made. 0-2 are the child's stdio; past 1023 is past a default limit.
+  validateInteger(fd, 'options.fd', 3, 1023)
   listenerEntries(listeners)
   // The worker's end stays blocking, as any program expects a socket it inherits to be (a
   // pair's ends are separate open files, so making ours non-blocking does not touch theirs).
@@ -287,12 +290,21 @@ export class ListenerOffer extends EventEmitter {
     super()
     listenerEntries(listeners)
     if (options.allow !== undefined && typeof options.allow !== 'function') throw invalidArgType('options.allow', 'a function', options.allow)
+    if (typeof path !== 'string') throw invalidArgType('path', 'of type string', path)
+    if (path.charCodeAt(0) === 0) {
+      throw invalidArgValue('path', path, 'must be a filesystem path: an abstract name has no permissions to keep other users out')
+    }
     this.path = path
     this.#listeners = listeners
     this.#allow = options.allow ?? sameUser
     privateDirectory(dirname(path))
     this.#server = UnixServer.listen(path)
-    chmodSync(path, 0o600)
+    try {
+      chmodSync(path, 0o600)
+    } catch (error) {
+      this.#server.close()
+      throw error
+    }
     this.#server.on('connection', (socket: UnixSocket) => void this.#serve(socket))
     this.#server.on('error', (error: Error) => this.emit('error', error))
   }
