@@ -63,7 +63,10 @@ export function unpackFds(data: ArrayBufferView): number[] {
 export function fdsFromAncillary(ancillary: readonly (readonly [number, number, ArrayBufferView])[]): number[] {
   validateArray(ancillary, 'ancillary')
   const fds: number[] = []
-  for (const [level, type, data] of ancillary) {
+  for (let i = 0; i < ancillary.length; i++) {
+    const item: unknown = ancillary[i]
+    if (!Array.isArray(item)) throw invalidArgType(`ancillary[${i}]`, 'a [level, type, data] array', item)
+    const [level, type, data] = item as [unknown, unknown, ArrayBufferView]
     if (level === constants.SOL_SOCKET && type === constants.SCM_RIGHTS) fds.push(...unpackFds(data))
   }
   return fds

@@ -24,21 +24,6 @@ use crate::platform;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutOfMemory;
 
-/// A zeroed buffer straight from the allocator (calloc): its pages stay untouched, so only the
-/// bytes messages really fill are ever committed. `None` if the allocation fails.
-fn zeroed(len: usize) -> Option<Vec<u8>> {
-  if len == 0 {
-    return Some(Vec::new());
-  }
-  let layout = std::alloc::Layout::array::<u8>(len).ok()?;
-  // SAFETY: non-zero size; on success the memory is `len` zeroed bytes owned by the Vec, with the
-  // layout Vec<u8> itself would use.
-  unsafe {
-    let ptr = std::alloc::alloc_zeroed(layout);
-    (!ptr.is_null()).then(|| Vec::from_raw_parts(ptr, len, len))
-  }
-}
-
 /// Control room per received message: a full SCM_RIGHTS message, credentials and a pidfd.
 pub fn default_control_space() -> usize {
   cmsg::space_for_payloads([MAX_FDS_PER_MESSAGE * FD_SIZE, 64, FD_SIZE]).expect("fits")
@@ -113,7 +98,7 @@ impl RecvBatch {
     self.dirty = usize::MAX;
     let data_len = capacity.saturating_mul(slot_size);
     if self.data.len() < data_len {
-      self.data = zeroed(data_len).ok_or(OutOfMemory)?;
+      self.data = crate::alloc::zeroed(data_len).ok_or(OutOfMemory)?;
     }
     let control_len = capacity.saturating_mul(control_space);
     if self.control.len() < control_len {

@@ -11,6 +11,7 @@
 //!
 //! Nothing here knows about JavaScript; the napi binding crate converts at its edge.
 
+pub mod alloc;
 pub mod batch;
 pub mod cmsg;
 pub mod consts;

@@ -54,10 +54,8 @@ pub fn recvmsg<'env>(env: &'env Env, fd: i32, max_size: u32, cmsg_size: u32, fla
     let (data, control) = &mut *scratch;
     let max_size = max_size as usize;
     if data.len() < max_size {
-      data
-        .try_reserve(max_size - data.len())
-        .map_err(|_| errors::out_of_memory(env))?;
-      data.resize(max_size, 0);
+      // A fresh calloc'd buffer, not a resize: a large maxSize must not cost a memset per call.
+      *data = sendmsg_core::alloc::zeroed(max_size).ok_or_else(|| errors::out_of_memory(env))?;
     }
     if control.len() != control_len {
       control.resize(control_len).map_err(|_| errors::out_of_memory(env))?;
