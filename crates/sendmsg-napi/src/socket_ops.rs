@@ -13,8 +13,9 @@ use sendmsg_core::SysError;
 use crate::errors;
 
 fn kind_of(env: &Env, sock_type: i32) -> Result<SocketKind> {
-  SocketKind::from_raw(sock_type)
-    .ok_or_else(|| errors::throw_type_error(env, "ERR_INVALID_ARG_VALUE", "unsupported socket type"))
+  SocketKind::from_raw(sock_type).ok_or_else(|| {
+    errors::throw_type_error(env, "ERR_INVALID_ARG_VALUE", "unsupported socket type")
+  })
 }
 
 /// SAFETY: the caller's descriptor stays open for the duration of the call.
@@ -66,7 +67,10 @@ pub fn check_socket_error(env: Env, fd: i32, syscall: String) -> Result<()> {
     "connect" => "connect",
     _ => "getsockopt",
   };
-  Err(errors::throw_sys(&env, SysError::new(syscall, Errno::from_raw(errno))))
+  Err(errors::throw_sys(
+    &env,
+    SysError::new(syscall, Errno::from_raw(errno)),
+  ))
 }
 
 /// What a descriptor is, for adopting it.
@@ -88,7 +92,11 @@ pub fn describe_socket(env: Env, fd: i32) -> Result<SocketDescription> {
     }
     _ => false,
   };
-  Ok(SocketDescription { family, sock_type, listening })
+  Ok(SocketDescription {
+    family,
+    sock_type,
+    listening,
+  })
 }
 
 /// The socket's own address as bytes; null when unnamed.

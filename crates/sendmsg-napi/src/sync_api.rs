@@ -56,10 +56,15 @@ pub struct ReceivedMessage {
 /// Receives one message of at most `max_size` bytes with room for `cmsg_size` bytes of control
 /// payload (the buffer is `CMSG_SPACE(cmsg_size)`, as in Twisted).
 #[napi]
-pub fn recvmsg(env: Env, fd: i32, max_size: u32, cmsg_size: u32, flags: i32) -> Result<ReceivedMessage> {
-  let control_len = cmsg::cmsg_space(cmsg_size as usize).ok_or_else(|| {
-    errors::throw_range_error(&env, "ERR_OUT_OF_RANGE", "cmsgSize is too large")
-  })?;
+pub fn recvmsg(
+  env: Env,
+  fd: i32,
+  max_size: u32,
+  cmsg_size: u32,
+  flags: i32,
+) -> Result<ReceivedMessage> {
+  let control_len = cmsg::cmsg_space(cmsg_size as usize)
+    .ok_or_else(|| errors::throw_range_error(&env, "ERR_OUT_OF_RANGE", "cmsgSize is too large"))?;
   SCRATCH.with(|scratch| {
     let mut scratch = scratch.borrow_mut();
     let (data, control) = &mut *scratch;
@@ -132,11 +137,14 @@ pub fn cmsg_len(payload: f64) -> Option<f64> {
 /// `CMSG_SPACE(payload)`, or null when it does not fit.
 #[napi(js_name = "CMSG_SPACE")]
 pub fn cmsg_space(payload: f64) -> Option<f64> {
-  as_size(payload).and_then(cmsg::cmsg_space).map(|n| n as f64)
+  as_size(payload)
+    .and_then(cmsg::cmsg_space)
+    .map(|n| n as f64)
 }
 
 fn as_size(value: f64) -> Option<usize> {
-  (value >= 0.0 && value.fract() == 0.0 && value <= cmsg::MAX_CONTROL_LEN as f64).then_some(value as usize)
+  (value >= 0.0 && value.fract() == 0.0 && value <= cmsg::MAX_CONTROL_LEN as f64)
+    .then_some(value as usize)
 }
 
 /// A pipe as `[read, write]` descriptor numbers, both close-on-exec.

@@ -111,7 +111,8 @@ impl Watcher {
       return Err(-libc::ENOSYS);
     }
     // SAFETY: layout has a non-zero size.
-    let handle = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout(uv)) }.cast::<c_void>()).ok_or(-libc::ENOMEM)?;
+    let handle = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout(uv)) }.cast::<c_void>())
+      .ok_or(-libc::ENOMEM)?;
     // SAFETY: a fresh handle of the right size for a loop of this thread.
     let status = unsafe { (uv.poll_init)(event_loop, handle.as_ptr(), fd) };
     if status != 0 {
