@@ -196,6 +196,8 @@ impl RecvBatch {
     header
   }
 
+  // `msg_controllen` is a size_t on glibc but a socklen_t on musl and Darwin: the cast is needed there.
+  #[allow(clippy::unnecessary_cast)]
   fn record(&mut self, i: usize, len: usize, header: &libc::msghdr) {
     self.slots[i] = Slot {
       len: len.min(self.slot_size),

@@ -43,6 +43,9 @@ fn symbol(name: &CStr) -> Option<*mut c_void> {
   (!address.is_null()).then_some(address)
 }
 
+// Each transmute takes its target type from the `Uv` field it fills: spelling the signature out
+// again at every call would only give it a second place to go wrong.
+#[allow(clippy::missing_transmute_annotations)]
 fn uv() -> Option<&'static Uv> {
   static UV: OnceLock<Option<Uv>> = OnceLock::new();
   UV.get_or_init(|| {
