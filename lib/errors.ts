@@ -55,8 +55,8 @@ export function invalidArgValue(name: string, actual: unknown, reason: string): 
 }
 
 /** An error with a code of this package's own, for states rather than arguments. */
-export function stateError(code: string, message: string): Error & NodeError {
-  return withCode(new Error(message), code)
+export function stateError(code: string, message: string, options?: ErrorOptions): Error & NodeError {
+  return withCode(new Error(message, options), code)
 }
 
 export const INT32_MIN = -(2 ** 31)
