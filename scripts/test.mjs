@@ -1,12 +1,12 @@
 #!/usr/bin/env node
-// Runs every test suite in turn (cargo test, the linters, the type-check of the specs, ava),
-// streaming their output, and ends with one line that sums them up: "N passed, N failed, N skipped".
-// Exits non-zero if any suite failed. Dependency-free; `npm test` runs it after scripts/setup.mjs.
-// Arguments are passed on to ava.
+// Runs every test suite in turn (cargo test, the linters, the type-check of the specs, ava, the
+// glibc floor), streaming their output, and ends with one line that sums them up:
+// "N passed, N failed, N skipped". Exits non-zero if any suite failed. Dependency-free; `npm test`
+// runs it after scripts/setup.mjs. Arguments are passed on to ava.
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import { countAva, countCargo, countOne, runAll } from './lib/suites.mjs'
+import { countAva, countCargo, countOne, countSummary, runAll } from './lib/suites.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const bin = (name) => join(root, 'node_modules', '.bin', name)
@@ -23,4 +23,5 @@ await runAll([
   { name: 'oxlint', command: bin('oxlint'), args: ['--deny-warnings'], count: countOne },
   { name: 'type-check of the specs', command: bin('tsc'), args: ['-p', '__test__/tsconfig.json'], count: countOne },
   { name: 'ava', command: bin('ava'), args: process.argv.slice(2), count: countAva },
+  { name: 'glibc floor', command: process.execPath, args: ['scripts/check-glibc.mjs'], count: countSummary },
 ].map((suite) => ({ cwd: root, ...suite })))
