@@ -1,8 +1,7 @@
 #!/usr/bin/env node
-// Runs every test suite in turn (cargo test, the linters, the type-check of the specs, ava, the
-// glibc floor), streaming their output, and ends with one line that sums them up:
-// "N passed, N failed, N skipped". Exits non-zero if any suite failed. Dependency-free; `npm test`
-// runs it after scripts/setup.mjs. Arguments are passed on to ava.
+// Runs every suite below in turn, streaming their output, and ends with one line that sums them
+// up: "N passed, N failed, N skipped" (CI reads it). Exits non-zero if any suite failed.
+// Dependency-free; `npm test` runs it after scripts/setup.mjs. Arguments are passed on to ava.
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -24,4 +23,10 @@ await runAll([
   { name: 'type-check of the specs', command: bin('tsc'), args: ['-p', '__test__/tsconfig.json'], count: countOne },
   { name: 'ava', command: bin('ava'), args: process.argv.slice(2), count: countAva },
   { name: 'glibc floor', command: process.execPath, args: ['scripts/check-glibc.mjs'], count: countSummary },
+  {
+    name: 'ava on the other Node versions',
+    command: process.execPath,
+    args: ['scripts/test-node-matrix.mjs', '--other-than-current', ...process.argv.slice(2)],
+    count: countSummary,
+  },
 ].map((suite) => ({ cwd: root, ...suite })))
