@@ -23,6 +23,7 @@ await runAll([
   { name: 'type-check of the specs', command: bin('tsc'), args: ['-p', '__test__/tsconfig.json'], count: countOne },
   { name: 'ava', command: bin('ava'), args: process.argv.slice(2), count: countAva },
   { name: 'glibc floor', command: process.execPath, args: ['scripts/check-glibc.mjs'], count: countSummary },
+  { name: 'install test', command: process.execPath, args: ['scripts/test-install.mjs'], count: countSummary },
   {
     name: 'ava on the other Node versions',
     command: process.execPath,
