@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The oldest glibc a Linux binary runs on is the highest GLIBC_x.y symbol version it imports
-// (`objdump -T`). This checks that against the floors README.md states ("Platforms"):
+// (`readelf --dyn-syms`, which reads an ELF file of any architecture). This checks that against the floors README.md states ("Platforms"):
 //
 //   node scripts/check-glibc.mjs FILE.node --max 2.17   one binary (CI runs this on its gnu builds)
 //   node scripts/check-glibc.mjs                        what npm test checks here:
@@ -38,15 +38,12 @@ const compare = (a, b) => {
 
 /** The GLIBC versions `file` imports, each with the symbols that need it, highest first. */
 function glibcRequirements(file) {
-  const objdump = spawnSync('objdump', ['-T', file], { encoding: 'utf8' })
-  if (objdump.error || objdump.status !== 0) {
-    throw new Error(`objdump -T ${file} failed: ${objdump.error?.message ?? objdump.stderr.trim()}`)
+  const readelf = spawnSync('readelf', ['--dyn-syms', '--wide', file], { encoding: 'utf8' })
+  if (readelf.error || readelf.status !== 0) {
+    throw new Error(`readelf --dyn-syms ${file} failed: ${readelf.error?.message ?? readelf.stderr.trim()}`)
   }
   const byVersion = new Map()
-  for (const line of objdump.stdout.split('\n')) {
-    const version = /\bGLIBC_(\d+(?:\.\d+)+)\b/.exec(line)?.[1]
-    if (!version) continue
-    const symbol = line.trim().split(/\s+/).at(-1)
+  for (const [, symbol, version] of readelf.stdout.matchAll(/(\S+?)@+GLIBC_(\d+(?:\.\d+)+)/g)) {
     byVersion.set(version, [...(byVersion.get(version) ?? []), symbol])
   }
   return [...byVersion].sort(([a], [b]) => compare(b, a))
@@ -80,7 +77,10 @@ function buildWithCrossToolchain(outputDir) {
     '--manifest-path', 'crates/sendmsg-napi/Cargo.toml', '--package', 'sendmsg-napi',
     '--output-dir', outputDir, '--no-js']
   console.log(`building with the cross toolchain: napi ${args.join(' ')}`)
-  const build = spawnSync(napi, args, { cwd: root, stdio: 'inherit' })
+  // A target folder of its own: the toolchain's compiler settings differ from the host build's,
+  // and sharing build-script outputs with it would rebuild both every time.
+  const env = { ...process.env, CARGO_TARGET_DIR: join(root, 'target', 'napi-cross') }
+  const build = spawnSync(napi, args, { cwd: root, stdio: 'inherit', env })
   return build.status === 0
 }
 
@@ -96,9 +96,9 @@ function checkThisMachine() {
     skip('the cross-toolchain build is checked on linux-x64 only')
     return totals
   }
-  if (spawnSync('objdump', ['--version']).error) {
-    skip('objdump (binutils) is not installed')
-    skip('objdump (binutils) is not installed')
+  if (spawnSync('readelf', ['--version']).error) {
+    skip('readelf (binutils) is not installed')
+    skip('readelf (binutils) is not installed')
     return totals
   }
   const hostBuild = join(root, 'sendmsg.linux-x64-gnu.node')
