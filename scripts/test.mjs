@@ -20,6 +20,7 @@ await runAll([
     count: countOne,
   },
   { name: 'oxlint', command: bin('oxlint'), args: ['--deny-warnings'], count: countOne },
+  { name: 'actionlint', command: process.execPath, args: ['scripts/lint-workflows.mjs'], count: countOne },
   { name: 'type-check of the specs', command: bin('tsc'), args: ['-p', '__test__/tsconfig.json'], count: countOne },
   { name: 'ava', command: bin('ava'), args: process.argv.slice(2), count: countAva },
   { name: 'glibc floor', command: process.execPath, args: ['scripts/check-glibc.mjs'], count: countSummary },
