@@ -3,6 +3,11 @@
 // caller passes is checked here, before any system call.
 import { inspect } from 'node:util'
 
+/**
+ * An error with Node's `code` property: `'EPIPE'`, `'ERR_INVALID_ARG_TYPE'`, ...
+ *
+ * @example try { sendmsg(sock, 'x') } catch (error) { if ((error as NodeError).code === 'EPIPE') reconnect() }
+ */
 export interface NodeError extends Error {
   code: string
 }

@@ -5,7 +5,11 @@ import { Socket as DatagramSocket } from 'node:dgram'
 
 import { invalidArgType, invalidArgValue, INT32_MAX, validateInteger } from './errors'
 
-/** A descriptor number, or an object that owns one. */
+/**
+ * A descriptor number, or an object that owns one.
+ *
+ * @example const socket: SocketLike = net.createConnection('/tmp/app.sock')
+ */
 export type SocketLike = number | { readonly fd: number } | object
 
 function handleFd(handle: unknown): unknown {
