@@ -50,9 +50,13 @@ function step(name, body) {
   }
 }
 
-/** Runs a command to completion; throws with its output if it fails. */
+/**
+ * Runs a command to completion; throws with its output if it fails. The time limit is no
+ * assertion, only a guard against a hung step holding CI until its own limit.
+ */
 function run(command, args, options = {}) {
-  const result = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 << 20, ...options })
+  const guard = { timeout: 10 * 60 * 1000, killSignal: 'SIGKILL' }
+  const result = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 << 20, ...guard, ...options })
   if (result.error) throw result.error
   if (result.status !== 0) {
     throw new Error(`${command} ${args.join(' ')} exited with ${result.status ?? result.signal}\n${result.stdout}${result.stderr}`)
