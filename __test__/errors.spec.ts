@@ -78,6 +78,7 @@ const badSends: Array<[string, unknown[], typeof TypeError | typeof RangeError, 
   ['a number as data', [123], TypeError, 'ERR_INVALID_ARG_TYPE'],
   ['an object as data', [{ length: 1 }], TypeError, 'ERR_INVALID_ARG_TYPE'],
   ['null as data', [null], TypeError, 'ERR_INVALID_ARG_TYPE'],
+  // oxlint-disable-next-line no-sparse-arrays -- the hole is what this case checks
   ['a sparse data array', [[, 'x']], TypeError, 'ERR_INVALID_ARG_TYPE'],
   ['a non-array ancillary', ['x', 'ancillary'], TypeError, 'ERR_INVALID_ARG_TYPE'],
   ['an ancillary object', ['x', { 0: [1, 1, Buffer.alloc(4)], length: 1 }], TypeError, 'ERR_INVALID_ARG_TYPE'],

@@ -4,9 +4,17 @@ import { binaryOf } from './bytes'
 import { constants } from './constants'
 import { invalidArgType, invalidArgValue, validateArray, validateInt32, validateInteger, INT32_MAX } from './errors'
 
-/** One control message to send: level (e.g. SOL_SOCKET), type (e.g. SCM_RIGHTS) and payload. */
+/**
+ * One control message to send: level (e.g. SOL_SOCKET), type (e.g. SCM_RIGHTS) and payload.
+ *
+ * @example const item: AncillaryItem = [SOL_SOCKET, SCM_RIGHTS, new Int32Array([fd])]
+ */
 export type AncillaryItem = readonly [level: number, type: number, data: ArrayBufferView | ArrayBuffer]
-/** One control message received. Descriptors in SCM_RIGHTS payloads are now the caller's to close. */
+/**
+ * One control message received. Descriptors in SCM_RIGHTS payloads are now the caller's to close.
+ *
+ * @example for (const [level, type, data] of recvmsg(sock).ancillary) console.log(level, type, data)
+ */
 export type ReceivedAncillaryItem = [level: number, type: number, data: Buffer]
 
 const FD_SIZE = 4
@@ -34,6 +42,8 @@ export function ancillaryOf(value: unknown, name: string): Array<[number, number
 /**
  * The SCM_RIGHTS triple that copies `fds` into the receiving process: the descriptors packed as
  * native-endian 32-bit integers, as the kernel reads them.
+ *
+ * @example sendmsg(sock, 'here', [scmRights([fd])])
  */
 export function scmRights(fds: readonly number[]): AncillaryItem {
   validateArray(fds, 'fds')
@@ -46,7 +56,11 @@ export function scmRights(fds: readonly number[]): AncillaryItem {
   return [constants.SOL_SOCKET, constants.SCM_RIGHTS, packed]
 }
 
-/** The descriptors in a payload of native-endian 32-bit integers. */
+/**
+ * The descriptors in a payload of native-endian 32-bit integers.
+ *
+ * @example const fds = unpackFds(data) // data from a [SOL_SOCKET, SCM_RIGHTS, data] item
+ */
 export function unpackFds(data: ArrayBufferView): number[] {
   const bytes = binaryOf(data, 'data')
   const count = Math.floor(bytes.byteLength / FD_SIZE)
@@ -59,6 +73,8 @@ export function unpackFds(data: ArrayBufferView): number[] {
 /**
  * Every descriptor in the SCM_RIGHTS items of received ancillary data, in order. The caller owns
  * them and must close them (`fs.closeSync`).
+ *
+ * @example const [fd] = fdsFromAncillary(recvmsg(sock).ancillary)
  */
 export function fdsFromAncillary(ancillary: readonly (readonly [number, number, ArrayBufferView])[]): number[] {
   validateArray(ancillary, 'ancillary')

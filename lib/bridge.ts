@@ -11,7 +11,12 @@ import { ReceivedFd } from './received-fd'
 
 export { fdOf } from './fd'
 
-type Descriptor = number | ReceivedFd
+/**
+ * A descriptor: a number, or a ReceivedFd (which the bridge takes when it succeeds).
+ *
+ * @example const fd: Descriptor = message.fds[0]!
+ */
+export type Descriptor = number | ReceivedFd
 
 const FAMILY_NAMES: Record<number, string> = {
   [constants.AF_UNIX]: 'AF_UNIX',

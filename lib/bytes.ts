@@ -3,9 +3,17 @@
 // memory with the caller's buffers: nothing is copied but strings.
 import { invalidArgType } from './errors'
 
-/** One piece of data: bytes in any form, or a string sent as UTF-8. */
+/**
+ * One piece of data: bytes in any form, or a string sent as UTF-8.
+ *
+ * @example const piece: Bytes = Buffer.from('hello')
+ */
 export type Bytes = string | ArrayBufferView | ArrayBuffer | SharedArrayBuffer
-/** Data for one message: one piece, or several sent together with gather I/O. */
+/**
+ * Data for one message: one piece, or several sent together with gather I/O.
+ *
+ * @example const data: Data = ['header', new Uint8Array([1, 2, 3])]
+ */
 export type Data = Bytes | readonly Bytes[]
 
 const EXPECTED_DATA = 'of type string or an instance of Buffer, TypedArray, DataView or ArrayBuffer, or an array of them'

@@ -3,6 +3,11 @@
 // never from a table here. Linux-only constants are undefined elsewhere.
 import { native } from './binding'
 
+/**
+ * The socket constants of the running platform.
+ *
+ * @example const { SOL_SOCKET, SCM_RIGHTS }: PlatformConstants = constants
+ */
 export interface PlatformConstants {
   readonly SOL_SOCKET: number
   readonly SCM_RIGHTS: number
@@ -36,4 +41,9 @@ export interface PlatformConstants {
   readonly MAX_CMSG_SIZE: number
 }
 
+/**
+ * The running platform's values of the socket constants, frozen.
+ *
+ * @example if (constants.SCM_CREDENTIALS === undefined) console.log('no SCM_CREDENTIALS here')
+ */
 export const constants: PlatformConstants = Object.freeze(native.platformConstants())

@@ -8,6 +8,11 @@ import { constants } from './constants'
 import { invalidArgType, stateError, validateInteger, INT32_MAX } from './errors'
 import { fdOf, type SocketLike } from './fd'
 
+/**
+ * A process's identity as the kernel reports it.
+ *
+ * @example const { pid, uid, gid }: Credentials = peerCredentials(sock)
+ */
 export interface Credentials {
   pid: number
   uid: number

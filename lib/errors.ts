@@ -3,6 +3,11 @@
 // caller passes is checked here, before any system call.
 import { inspect } from 'node:util'
 
+/**
+ * An error with Node's `code` property: `'EPIPE'`, `'ERR_INVALID_ARG_TYPE'`, ...
+ *
+ * @example try { sendmsg(sock, 'x') } catch (error) { if ((error as NodeError).code === 'EPIPE') reconnect() }
+ */
 export interface NodeError extends Error {
   code: string
 }
@@ -55,8 +60,8 @@ export function invalidArgValue(name: string, actual: unknown, reason: string): 
 }
 
 /** An error with a code of this package's own, for states rather than arguments. */
-export function stateError(code: string, message: string): Error & NodeError {
-  return withCode(new Error(message), code)
+export function stateError(code: string, message: string, options?: ErrorOptions): Error & NodeError {
+  return withCode(new Error(message, options), code)
 }
 
 export const INT32_MIN = -(2 ** 31)

@@ -5,7 +5,11 @@ import { Socket as DatagramSocket } from 'node:dgram'
 
 import { invalidArgType, invalidArgValue, INT32_MAX, validateInteger } from './errors'
 
-/** A descriptor number, or an object that owns one. */
+/**
+ * A descriptor number, or an object that owns one.
+ *
+ * @example const socket: SocketLike = net.createConnection('/tmp/app.sock')
+ */
 export type SocketLike = number | { readonly fd: number } | object
 
 function handleFd(handle: unknown): unknown {
@@ -30,7 +34,12 @@ function fdOfObject(socket: object): unknown {
   return handleFd((socket as { _handle?: unknown })._handle)
 }
 
-/** The descriptor number of `socket`, or a TypeError/RangeError naming `name`. */
+/**
+ * The descriptor number of `socket` (a number, a net.Server, net.Socket, dgram.Socket, or one of
+ * this package's sockets), still owned by it; a TypeError/RangeError naming `name` otherwise.
+ *
+ * @example sendmsg(sock, 'here', [scmRights([fdOf(server)])])
+ */
 export function fdOf(socket: unknown, name = 'socket'): number {
   if (typeof socket === 'number') return validateInteger(socket, name, 0, INT32_MAX)
   if (socket === null || typeof socket !== 'object') {

@@ -19,12 +19,21 @@ import type { UnixSocket } from './socket'
 const HEADER_SIZE = 6
 const MAX_FDS_PER_FRAME = 253
 
-/** A received frame: its JSON value and the descriptors that came with it (owned: see ReceivedFd). */
+/**
+ * A received frame: its JSON value and the descriptors that came with it (owned: see ReceivedFd).
+ *
+ * @example const { value, fds }: Frame = await channel.next()
+ */
 export interface Frame<T = unknown> {
   value: T
   fds: ReceivedFd[]
 }
 
+/**
+ * Options of a {@link FrameChannel}.
+ *
+ * @example new FrameChannel(sock, { maxFrameSize: 64 * 1024 })
+ */
 export interface FrameChannelOptions {
   /** The largest frame body accepted, in bytes (default 1 MiB). Larger is a protocol error. */
   maxFrameSize?: number

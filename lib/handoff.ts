@@ -30,14 +30,31 @@ const PROTOCOL = 'sendmsg-handoff'
 const VERSION = 1
 const MAX_FDS_PER_FRAME = 253
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/
-/** The environment variable that tells a spawned worker which descriptor is its channel. */
+/**
+ * The environment variable that tells a spawned worker which descriptor is its channel.
+ *
+ * @example const channelFd = Number(process.env[HANDOFF_FD_ENV])
+ */
 export const HANDOFF_FD_ENV = 'SENDMSG_HANDOFF_FD'
 
-/** A listening socket to hand over: a descriptor, or an object that has one (net.Server, UnixServer, ...). */
+/**
+ * A listening socket to hand over: a descriptor, or an object that has one (net.Server, UnixServer, ...).
+ *
+ * @example const source: ListenerSource = server
+ */
 export type ListenerSource = number | ReceivedFd | object
-/** Listening sockets by name, e.g. `{ http: server, admin: 4 }`. */
+/**
+ * Listening sockets by name.
+ *
+ * @example const listeners: Listeners = { http: server, admin: 4 }
+ */
 export type Listeners = Readonly<Record<string, ListenerSource>>
 
+/**
+ * What a refused handoff rejects with.
+ *
+ * @example if ((error as HandoffError).code === 'ERR_SENDMSG_HANDOFF') log(error.message)
+ */
 export type HandoffError = Error & { code: 'ERR_SENDMSG_HANDOFF' }
 
 function handoffError(message: string): HandoffError {
@@ -98,9 +115,18 @@ export async function sendListeners(channel: FrameChannel, listeners: Listeners)
   }
 }
 
-/** Listening sockets received, by name, each an owned ReceivedFd (take it, or turn it into a server). */
+/**
+ * Listening sockets received, by name, each an owned ReceivedFd (take it, or turn it into a server).
+ *
+ * @example toNetServer((listeners as ReceivedListeners).http, app)
+ */
 export type ReceivedListeners = Record<string, ReceivedFd>
 
+/**
+ * Options of {@link receiveListeners}.
+ *
+ * @example await receiveListeners(channel, { expect: ['http'], acknowledge: false })
+ */
 export interface ReceiveListenersOptions {
   /** The names expected, exactly; anything else is refused. */
   expect?: readonly string[]
@@ -108,6 +134,11 @@ export interface ReceiveListenersOptions {
   acknowledge?: boolean
 }
 
+/**
+ * What {@link receiveListeners} and {@link takeListeners} resolve to.
+ *
+ * @example const { listeners, acknowledge }: ReceivedHandoff = await takeListeners(path, { acknowledge: false })
+ */
 export interface ReceivedHandoff {
   listeners: ReceivedListeners
   /** Tells the sender it may close its copies (already done unless `acknowledge: false`). */
@@ -168,6 +199,11 @@ export async function receiveListeners(channel: FrameChannel, options: ReceiveLi
   return { listeners: received, acknowledge }
 }
 
+/**
+ * Options of {@link spawnWorker}: Node's spawn options, the listeners, and the channel's descriptor.
+ *
+ * @example spawnWorker(process.execPath, ['worker.js'], { listeners: { http }, env: process.env })
+ */
 export interface SpawnWorkerOptions extends SpawnOptions {
   /** The listening sockets the worker gets. */
   listeners: Listeners
@@ -175,6 +211,11 @@ export interface SpawnWorkerOptions extends SpawnOptions {
   fd?: number
 }
 
+/**
+ * What {@link spawnWorker} returns.
+ *
+ * @example const { child, channel, ready }: SpawnedWorker = spawnWorker(node, ['worker.js'], { listeners })
+ */
 export interface SpawnedWorker {
   child: ChildProcess
   /** The channel to the worker, for your own control messages once the listeners are handed over. */
@@ -227,6 +268,11 @@ export function spawnWorker(command: string, args: readonly string[], options: S
   return { child, channel, ready }
 }
 
+/**
+ * What {@link workerListeners} resolves to.
+ *
+ * @example const { listeners, channel }: WorkerHandoff = await workerListeners()
+ */
 export interface WorkerHandoff {
   listeners: ReceivedListeners
   /** The channel to the supervisor, for control messages. */
@@ -245,6 +291,11 @@ export async function workerListeners(options: Omit<ReceiveListenersOptions, 'ac
   return { listeners, channel }
 }
 
+/**
+ * Options of {@link offerListeners}.
+ *
+ * @example offerListeners(path, listeners, { allow: (peer) => peer.uid === 0 || peer.uid === process.getuid() })
+ */
 export interface OfferOptions {
   /** Who may take the listeners (default: a process of the same user). */
   allow?: (peer: Credentials) => boolean
@@ -280,6 +331,11 @@ export function offerListeners(path: string, listeners: Listeners, options: Offe
   return new ListenerOffer(path, listeners, options)
 }
 
+/**
+ * Listening sockets offered at a named socket: see {@link offerListeners}.
+ *
+ * @example offerListeners(path, { http: server }).once('handoff', () => process.exit(0))
+ */
 export class ListenerOffer extends EventEmitter {
   readonly path: string
   readonly #server: UnixServer
@@ -342,6 +398,11 @@ export class ListenerOffer extends EventEmitter {
   }
 }
 
+/**
+ * Options of {@link takeListeners}.
+ *
+ * @example await takeListeners(path, { expect: ['http'], allow: (peer) => peer.uid === process.getuid() })
+ */
 export interface TakeOptions extends ReceiveListenersOptions {
   /** Whom to take listeners from (default: a process of the same user). */
   allow?: (peer: Credentials) => boolean

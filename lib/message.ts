@@ -23,6 +23,8 @@ export const kHasFds = Symbol('hasFds')
 /**
  * One message: its data, the descriptors it carried (owned: see {@link ReceivedFd}), any other
  * control messages, `msg_flags`, and on datagram sockets the sender's address.
+ *
+ * @example sock.on('message', (msg: Message) => console.log(msg.data.toString(), msg.fds.length))
  */
 export class Message {
   /** The bytes received. On a stream socket, a chunk of the stream: boundaries are not kept. */

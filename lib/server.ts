@@ -12,6 +12,11 @@ import { ReceivedFd } from './received-fd'
 import { adopt, collectedWhileOpen, kInternal, socketTypeName, validateSocketOptions, type UnixSocket, type UnixSocketOptions } from './socket'
 import { sockTypeOf } from './sync'
 
+/**
+ * Options of a {@link UnixServer}; accepted sockets get the {@link UnixSocketOptions} too.
+ *
+ * @example const server = UnixServer.listen('/tmp/app.sock', { type: 'seqpacket', backlog: 64 })
+ */
 export interface UnixServerOptions extends UnixSocketOptions {
   /** 'stream' (default) or 'seqpacket'. */
   type?: 'stream' | 'seqpacket'

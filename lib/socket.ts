@@ -21,6 +21,11 @@ import { EVENT, kHasFds, kMaterialize, kUnclaimed, Message, messageFrom } from '
 import { ReceivedFd } from './received-fd'
 import { sockTypeOf, type SocketType } from './sync'
 
+/**
+ * Options of a {@link UnixSocket}.
+ *
+ * @example const sock = await UnixSocket.connect('/tmp/app.sock', { maxMessageSize: 1 << 20 })
+ */
 export interface UnixSocketOptions {
   /**
    * The largest message (datagram, seqpacket) or stream chunk received in one piece, in bytes.
@@ -39,6 +44,11 @@ export interface UnixSocketOptions {
   passCredentials?: boolean
 }
 
+/**
+ * What travels with a message besides its data.
+ *
+ * @example await sock.send('ready', { fds: [listener.fd] })
+ */
 export interface SendOptions {
   /**
    * Descriptors to copy to the peer, as numbers or ReceivedFd objects. They travel with the

@@ -8,7 +8,11 @@ import { constants } from './constants'
 import { validateInt32, validateInteger, validateOneOf, INT32_MAX } from './errors'
 import { fdOf, type SocketLike } from './fd'
 
-/** What `recvmsg` returns: Twisted's `(data, ancillary, flags)`, as an object. */
+/**
+ * What `recvmsg` returns: Twisted's `(data, ancillary, flags)`, as an object.
+ *
+ * @example const { data, ancillary, flags }: ReceivedMessage = recvmsg(sock)
+ */
 export interface ReceivedMessage {
   /** The bytes received (at most `maxSize`). */
   data: Buffer
@@ -58,6 +62,12 @@ export function getSocketFamily(socket: SocketLike): number {
   return native.getSocketFamily(fdOf(socket))
 }
 
+/**
+ * An AF_UNIX socket type: `'stream'` (SOCK_STREAM), `'dgram'` (SOCK_DGRAM) or `'seqpacket'`
+ * (SOCK_SEQPACKET, Linux only).
+ *
+ * @example const type: SocketType = 'seqpacket'
+ */
 export type SocketType = 'stream' | 'dgram' | 'seqpacket'
 const SOCKET_TYPES: readonly SocketType[] = ['stream', 'dgram', 'seqpacket']
 

@@ -6,9 +6,18 @@ import { invalidArgType, invalidArgValue, stateError } from './errors'
 import { ReceivedFd } from './received-fd'
 import { UnixSocket } from './socket'
 
-/** The first descriptor systemd passes (SD_LISTEN_FDS_START). */
+/**
+ * The first descriptor systemd passes (SD_LISTEN_FDS_START).
+ *
+ * @example const first = SD_LISTEN_FDS_START // 3
+ */
 export const SD_LISTEN_FDS_START = 3
 
+/**
+ * A socket passed by socket activation.
+ *
+ * @example const http = listenFds().find((socket: ListenFd) => socket.name === 'http')
+ */
 export interface ListenFd {
   /** The descriptor: 3, 4, ... */
   fd: number
@@ -16,6 +25,11 @@ export interface ListenFd {
   name: string
 }
 
+/**
+ * Options of {@link listenFds}.
+ *
+ * @example listenFds({ unsetEnvironment: false })
+ */
 export interface ListenFdsOptions {
   /** Remove LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES from process.env (default true), so children do not inherit them. */
   unsetEnvironment?: boolean
@@ -57,8 +71,18 @@ export function listenFds(options: ListenFdsOptions = {}): ListenFd[] {
   }
 }
 
+/**
+ * A notification: the text sd_notify takes, or its variables as an object.
+ *
+ * @example const state: NotifyState = { READY: 1, STATUS: 'serving' }
+ */
 export type NotifyState = string | Record<string, string | number | boolean>
 
+/**
+ * Options of {@link notify}.
+ *
+ * @example await notify({ FDSTORE: 1, FDNAME: 'http' }, { fds: [server.fd] })
+ */
 export interface NotifyOptions {
   /** Descriptors to send with the message (FDSTORE=1 keeps them in the service manager). */
   fds?: readonly (number | ReceivedFd)[]

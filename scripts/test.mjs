@@ -1,83 +1,36 @@
 #!/usr/bin/env node
-// Runs every test suite in turn (cargo test, the type-check of the specs, ava), streaming their
-// output, and ends with one line that sums them up: "N passed, N failed, N skipped". Exits non-zero
-// if any suite failed. Dependency-free; `npm test` runs it after scripts/setup.mjs.
-import { spawn } from 'node:child_process'
+// Runs every suite below in turn, streaming their output, and ends with one line that sums them
+// up: "N passed, N failed, N skipped" (CI reads it). Exits non-zero if any suite failed.
+// Dependency-free; `npm test` runs it after scripts/setup.mjs. Arguments are passed on to ava.
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+
+import { countAva, countCargo, countOne, countSummary, runAll } from './lib/suites.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const bin = (name) => join(root, 'node_modules', '.bin', name)
 
-// Each suite: how to run it, and how to count its results from its output.
-const suites = [
+await runAll([
+  { name: 'cargo test', command: 'cargo', args: ['test', '--workspace', '--color', 'never'], count: countCargo },
+  { name: 'rustfmt', command: 'cargo', args: ['fmt', '--all', '--check'], count: countOne },
   {
-    name: 'cargo test',
+    name: 'clippy',
     command: 'cargo',
-    args: ['test', '--workspace', '--color', 'never'],
-    count(output) {
-      const totals = { passed: 0, failed: 0, skipped: 0 }
-      for (const m of output.matchAll(/test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored/g)) {
-        totals.passed += Number(m[1])
-        totals.failed += Number(m[2])
-        totals.skipped += Number(m[3])
-      }
-      return totals
-    },
+    args: ['clippy', '--workspace', '--all-targets', '--color', 'never', '--', '-D', 'warnings'],
+    count: countOne,
   },
+  { name: 'oxlint', command: bin('oxlint'), args: ['--deny-warnings'], count: countOne },
+  { name: 'actionlint', command: process.execPath, args: ['scripts/lint-workflows.mjs'], count: countOne },
+  { name: 'type-check of the specs', command: bin('tsc'), args: ['-p', '__test__/tsconfig.json'], count: countOne },
+  { name: 'every export has an example', command: process.execPath, args: ['scripts/check-examples.mjs'], count: countOne },
+  { name: 'API reference (typedoc, not written)', command: bin('typedoc'), args: ['--emit', 'none'], count: countOne },
+  { name: 'ava', command: bin('ava'), args: process.argv.slice(2), count: countAva },
+  { name: 'glibc floor', command: process.execPath, args: ['scripts/check-glibc.mjs'], count: countSummary },
+  { name: 'install test', command: process.execPath, args: ['scripts/test-install.mjs'], count: countSummary },
   {
-    name: 'type-check of the specs',
-    command: bin('tsc'),
-    args: ['-p', '__test__/tsconfig.json'],
-    count: () => ({ passed: 1, failed: 0, skipped: 0 }),
+    name: 'ava on the other Node versions',
+    command: process.execPath,
+    args: ['scripts/test-node-matrix.mjs', '--other-than-current', ...process.argv.slice(2)],
+    count: countSummary,
   },
-  {
-    name: 'ava',
-    command: bin('ava'),
-    args: process.argv.slice(2),
-    count(output) {
-      const number = (re) => Number(re.exec(output)?.[1] ?? 0)
-      return {
-        passed: number(/^\s*(\d+) tests? passed/m),
-        failed: number(/^\s*(\d+) tests? failed/m) + number(/^\s*(\d+) uncaught exceptions?/m) + number(/^\s*(\d+) unhandled rejections?/m),
-        skipped: number(/^\s*(\d+) tests? skipped/m) + number(/^\s*(\d+) tests? todo/m),
-      }
-    },
-  },
-]
-
-function run(suite) {
-  return new Promise((resolve) => {
-    console.log(`\n=== ${suite.name}`)
-    const child = spawn(suite.command, suite.args, { cwd: root, env: { ...process.env, FORCE_COLOR: '0' } })
-    let output = ''
-    child.stdout.on('data', (chunk) => {
-      output += chunk
-      process.stdout.write(chunk)
-    })
-    child.stderr.on('data', (chunk) => {
-      output += chunk
-      process.stderr.write(chunk)
-    })
-    child.on('error', (error) => {
-      console.error(`could not run ${suite.command}: ${error.message}`)
-      resolve({ code: 1, counts: { passed: 0, failed: 1, skipped: 0 } })
-    })
-    child.on('close', (code) => {
-      const counts = suite.count(output)
-      // A suite that failed without a countable failure still counts as one.
-      if (code !== 0 && counts.failed === 0) counts.failed = 1
-      resolve({ code, counts })
-    })
-  })
-}
-
-const totals = { passed: 0, failed: 0, skipped: 0 }
-let failedSuites = 0
-for (const suite of suites) {
-  const { code, counts } = await run(suite)
-  for (const key of Object.keys(totals)) totals[key] += counts[key]
-  if (code !== 0) failedSuites++
-}
-console.log(`\n${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped`)
-process.exit(failedSuites === 0 ? 0 : 1)
+].map((suite) => ({ cwd: root, ...suite })))

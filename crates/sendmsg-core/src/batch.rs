@@ -105,11 +105,20 @@ impl RecvBatch {
       self.control.resize(control_len).map_err(|_| OutOfMemory)?;
     }
     if want_addresses && self.names.len() < capacity {
-      self.names.try_reserve(capacity - self.names.len()).map_err(|_| OutOfMemory)?;
+      self
+        .names
+        .try_reserve(capacity - self.names.len())
+        .map_err(|_| OutOfMemory)?;
       // SAFETY: sockaddr_storage is plain data; all-zero is valid.
       self.names.resize(capacity, unsafe { std::mem::zeroed() });
     }
-    self.iovecs.resize(capacity, libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 });
+    self.iovecs.resize(
+      capacity,
+      libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+      },
+    );
     #[cfg(any(target_os = "linux", target_os = "android"))]
     // SAFETY: mmsghdr is plain data; all-zero is valid.
     self.headers.resize(capacity, unsafe { std::mem::zeroed() });
@@ -160,7 +169,9 @@ impl RecvBatch {
     header.msg_iov = &mut self.iovecs[i];
     header.msg_iovlen = 1;
     if self.control_space > 0 {
-      header.msg_control = self.control.as_bytes_mut()[i * self.control_space..].as_mut_ptr().cast();
+      header.msg_control = self.control.as_bytes_mut()[i * self.control_space..]
+        .as_mut_ptr()
+        .cast();
       header.msg_controllen = self.control_space as _;
     }
     if self.want_addresses {
@@ -170,12 +181,18 @@ impl RecvBatch {
     header
   }
 
+  // `msg_controllen` is a size_t on glibc but a socklen_t on musl and Darwin: the cast is needed there.
+  #[allow(clippy::unnecessary_cast)]
   fn record(&mut self, i: usize, len: usize, header: &libc::msghdr) {
     self.slots[i] = Slot {
       len: len.min(self.slot_size),
       flags: platform::clean_flags(header.msg_flags),
       control_len: (header.msg_controllen as usize).min(self.control_space),
-      name_len: if self.want_addresses { header.msg_namelen as usize } else { 0 },
+      name_len: if self.want_addresses {
+        header.msg_namelen as usize
+      } else {
+        0
+      },
       fds: 0..0,
       other: 0..0,
     };
@@ -187,14 +204,23 @@ impl RecvBatch {
     // or two of them, not all of them.
     for i in 0..self.dirty.min(self.capacity) {
       let header = self.prepare_slot(i);
-      self.headers[i] = libc::mmsghdr { msg_hdr: header, msg_len: 0 };
+      self.headers[i] = libc::mmsghdr {
+        msg_hdr: header,
+        msg_len: 0,
+      };
     }
     self.dirty = 0;
     let flags = libc::MSG_DONTWAIT | platform::RECV_FLAGS;
     let n = loop {
       // SAFETY: headers point into buffers owned by self for the duration of the call.
       let n = unsafe {
-        libc::recvmmsg(socket, self.headers.as_mut_ptr(), count as _, flags as _, std::ptr::null_mut())
+        libc::recvmmsg(
+          socket,
+          self.headers.as_mut_ptr(),
+          count as _,
+          flags as _,
+          std::ptr::null_mut(),
+        )
       };
       if n >= 0 {
         break n as usize;
@@ -219,7 +245,13 @@ impl RecvBatch {
     while n < count {
       let mut header = self.prepare_slot(n);
       // SAFETY: the header points into buffers owned by self for the duration of the call.
-      let len = unsafe { libc::recvmsg(socket, &mut header, libc::MSG_DONTWAIT | platform::RECV_FLAGS) };
+      let len = unsafe {
+        libc::recvmsg(
+          socket,
+          &mut header,
+          libc::MSG_DONTWAIT | platform::RECV_FLAGS,
+        )
+      };
       if len < 0 {
         let err = SysError::last("recvmsg");
         match err.errno {
@@ -248,7 +280,9 @@ impl RecvBatch {
       for raw in cmsg::walk(control) {
         if raw.carries_fds() {
           // SAFETY: the kernel installed these descriptors for us in this receive.
-          self.fds.extend(raw.fds().map(|n| Some(unsafe { OwnedFd::from_raw_fd(n) })));
+          self
+            .fds
+            .extend(raw.fds().map(|n| Some(unsafe { OwnedFd::from_raw_fd(n) })));
         } else {
           // SAFETY: not fd-carrying, so nothing is owned; this only copies the bytes.
           self.other.push(unsafe { crate::message::own(raw) });
@@ -348,10 +382,13 @@ fn header_for(message: &Outgoing<'_>, control: &mut ControlBuffer) -> libc::msgh
 
 fn encode_rights(scratch: &mut SendScratch, messages: &[Outgoing<'_>]) -> Result<(), SysError> {
   if scratch.controls.len() < messages.len() {
-    scratch.controls.resize_with(messages.len(), ControlBuffer::default);
+    scratch
+      .controls
+      .resize_with(messages.len(), ControlBuffer::default);
   }
   for (message, control) in messages.iter().zip(&mut scratch.controls) {
-    cmsg::encode_rights_into(control, message.fds).map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
+    cmsg::encode_rights_into(control, message.fds)
+      .map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
   }
   Ok(())
 }
@@ -359,7 +396,11 @@ fn encode_rights(scratch: &mut SendScratch, messages: &[Outgoing<'_>]) -> Result
 /// Sends whole messages on a datagram or seqpacket socket without blocking. Returns how many
 /// were sent, in order; zero when the socket is full. An error after some were sent is left for
 /// the next call to report, as `sendmmsg` does.
-pub fn send_datagrams(socket: RawFd, messages: &[Outgoing<'_>], scratch: &mut SendScratch) -> SysResult<usize> {
+pub fn send_datagrams(
+  socket: RawFd,
+  messages: &[Outgoing<'_>],
+  scratch: &mut SendScratch,
+) -> SysResult<usize> {
   if messages.is_empty() {
     return Ok(0);
   }
@@ -373,15 +414,29 @@ pub fn send_datagrams(socket: RawFd, messages: &[Outgoing<'_>], scratch: &mut Se
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn send_datagrams_raw(socket: RawFd, messages: &[Outgoing<'_>], scratch: &mut SendScratch) -> SysResult<usize> {
+fn send_datagrams_raw(
+  socket: RawFd,
+  messages: &[Outgoing<'_>],
+  scratch: &mut SendScratch,
+) -> SysResult<usize> {
   scratch.headers.clear();
   for (message, control) in messages.iter().zip(&mut scratch.controls) {
-    scratch.headers.push(libc::mmsghdr { msg_hdr: header_for(message, control), msg_len: 0 });
+    scratch.headers.push(libc::mmsghdr {
+      msg_hdr: header_for(message, control),
+      msg_len: 0,
+    });
   }
   let flags = libc::MSG_DONTWAIT | platform::SEND_FLAGS;
   loop {
     // SAFETY: headers point at the caller's buffers and our control buffers for the call.
-    let n = unsafe { libc::sendmmsg(socket, scratch.headers.as_mut_ptr(), messages.len() as _, flags as _) };
+    let n = unsafe {
+      libc::sendmmsg(
+        socket,
+        scratch.headers.as_mut_ptr(),
+        messages.len() as _,
+        flags as _,
+      )
+    };
     if n >= 0 {
       return Ok(n as usize);
     }
@@ -393,7 +448,11 @@ fn send_datagrams_raw(socket: RawFd, messages: &[Outgoing<'_>], scratch: &mut Se
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn send_datagrams_raw(socket: RawFd, messages: &[Outgoing<'_>], scratch: &mut SendScratch) -> SysResult<usize> {
+fn send_datagrams_raw(
+  socket: RawFd,
+  messages: &[Outgoing<'_>],
+  scratch: &mut SendScratch,
+) -> SysResult<usize> {
   let mut sent = 0;
   for (message, control) in messages.iter().zip(&mut scratch.controls) {
     let header = header_for(message, control);
@@ -421,7 +480,11 @@ const IOV_MAX: usize = 1024;
 /// may end inside a message; zero when the socket is full.
 ///
 /// Not `sendmmsg`: on a stream it would carry on after a partial write and leave a gap.
-pub fn send_stream(socket: RawFd, messages: &[Outgoing<'_>], scratch: &mut SendScratch) -> SysResult<usize> {
+pub fn send_stream(
+  socket: RawFd,
+  messages: &[Outgoing<'_>],
+  scratch: &mut SendScratch,
+) -> SysResult<usize> {
   platform::prepare_send(socket)?;
   if scratch.controls.is_empty() {
     scratch.controls.push(ControlBuffer::default());
@@ -433,7 +496,8 @@ pub fn send_stream(socket: RawFd, messages: &[Outgoing<'_>], scratch: &mut SendS
   while next < messages.len() {
     // A run: one message (with its descriptors) and the plain messages after it.
     let first = &messages[next];
-    cmsg::encode_rights_into(control, first.fds).map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
+    cmsg::encode_rights_into(control, first.fds)
+      .map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
     iovecs.clear();
     let mut run_len = 0;
     let mut end = next;
@@ -453,7 +517,11 @@ pub fn send_stream(socket: RawFd, messages: &[Outgoing<'_>], scratch: &mut SendS
       next = end;
       continue;
     }
-    let run = Outgoing { parts: &iovecs, fds: first.fds, address: None };
+    let run = Outgoing {
+      parts: &iovecs,
+      fds: first.fds,
+      address: None,
+    };
     let header = header_for(&run, control);
     let sent = loop {
       // SAFETY: the header points at live buffers for the call.

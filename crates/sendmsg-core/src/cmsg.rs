@@ -146,11 +146,12 @@ pub fn space_for_payloads(payloads: impl IntoIterator<Item = usize>) -> Result<u
 }
 
 /// Lays `items` out into `buffer` (resized to fit; empty when `items` is).
-pub fn encode_into(buffer: &mut ControlBuffer, items: &[OutgoingCmsg<'_>]) -> Result<(), EncodeError> {
+pub fn encode_into(
+  buffer: &mut ControlBuffer,
+  items: &[OutgoingCmsg<'_>],
+) -> Result<(), EncodeError> {
   let total = encoded_len(items)?;
-  buffer
-    .resize(total)
-    .map_err(|_| EncodeError::OutOfMemory)?;
+  buffer.resize(total).map_err(|_| EncodeError::OutOfMemory)?;
   let bytes = buffer.as_bytes_mut();
   let mut offset = 0;
   for item in items {
@@ -166,7 +167,10 @@ pub fn encode_rights_into(buffer: &mut ControlBuffer, fds: &[RawFd]) -> Result<(
     buffer.resize(0).map_err(|_| EncodeError::OutOfMemory)?;
     return Ok(());
   }
-  let payload = fds.len().checked_mul(FD_SIZE).ok_or(EncodeError::TooLarge)?;
+  let payload = fds
+    .len()
+    .checked_mul(FD_SIZE)
+    .ok_or(EncodeError::TooLarge)?;
   let space = cmsg_space(payload).ok_or(EncodeError::TooLarge)?;
   buffer.resize(space).map_err(|_| EncodeError::OutOfMemory)?;
   let bytes = buffer.as_bytes_mut();
@@ -314,9 +318,21 @@ mod tests {
   #[test]
   fn encodes_like_the_c_macros_and_walks_back() {
     let items = [
-      OutgoingCmsg { level: 1, kind: 2, data: b"abc" },
-      OutgoingCmsg { level: 3, kind: 4, data: b"" },
-      OutgoingCmsg { level: 5, kind: 6, data: &[9; 17] },
+      OutgoingCmsg {
+        level: 1,
+        kind: 2,
+        data: b"abc",
+      },
+      OutgoingCmsg {
+        level: 3,
+        kind: 4,
+        data: b"",
+      },
+      OutgoingCmsg {
+        level: 5,
+        kind: 6,
+        data: &[9; 17],
+      },
     ];
     let mut buffer = ControlBuffer::default();
     encode_into(&mut buffer, &items).unwrap();
@@ -398,9 +414,15 @@ mod tests {
   #[test]
   fn encoding_refuses_what_cannot_fit() {
     assert!(space_for_payloads([16; 4]).is_ok());
-    assert_eq!(space_for_payloads([MAX_CONTROL_LEN]), Err(EncodeError::TooLarge));
+    assert_eq!(
+      space_for_payloads([MAX_CONTROL_LEN]),
+      Err(EncodeError::TooLarge)
+    );
     let half = MAX_CONTROL_LEN / 2;
     assert_eq!(space_for_payloads([half, half]), Err(EncodeError::TooLarge));
-    assert_eq!(space_for_payloads([usize::MAX, 1]), Err(EncodeError::TooLarge));
+    assert_eq!(
+      space_for_payloads([usize::MAX, 1]),
+      Err(EncodeError::TooLarge)
+    );
   }
 }

@@ -51,7 +51,10 @@ pub fn set_pass_credentials(fd: impl AsFd, on: bool) -> SysResult<()> {
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub fn set_pass_credentials(_fd: impl AsFd, _on: bool) -> SysResult<()> {
-  Err(crate::SysError::new("setsockopt", nix::errno::Errno::ENOPROTOOPT))
+  Err(crate::SysError::new(
+    "setsockopt",
+    nix::errno::Errno::ENOPROTOOPT,
+  ))
 }
 
 #[cfg(test)]

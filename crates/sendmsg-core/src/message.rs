@@ -23,7 +23,11 @@ pub enum ReceivedCmsg {
     fds: Vec<OwnedFd>,
   },
   /// Anything else, as bytes.
-  Data { level: i32, kind: i32, data: Vec<u8> },
+  Data {
+    level: i32,
+    kind: i32,
+    data: Vec<u8>,
+  },
 }
 
 impl ReceivedCmsg {

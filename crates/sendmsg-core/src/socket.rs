@@ -2,7 +2,9 @@
 
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{self, sockopt, AddressFamily, SockFlag, SockType, SockaddrLike, SockaddrStorage, UnixAddr};
+use nix::sys::socket::{
+  self, sockopt, AddressFamily, SockFlag, SockType, SockaddrLike, SockaddrStorage, UnixAddr,
+};
 
 use crate::error::{SysResult, Syscall};
 
@@ -128,7 +130,10 @@ fn abstract_address(name: &[u8]) -> SysResult<UnixAddr> {
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn abstract_address(_name: &[u8]) -> SysResult<UnixAddr> {
-  Err(crate::SysError::new("bind", nix::errno::Errno::EAFNOSUPPORT))
+  Err(crate::SysError::new(
+    "bind",
+    nix::errno::Errno::EAFNOSUPPORT,
+  ))
 }
 
 /// The bytes of an AF_UNIX address as [`unix_address`] reads them; `None` for an unnamed socket.

@@ -10,11 +10,17 @@ use sendmsg_core::socket::{socketpair, SocketKind};
 static FD_LOCK: Mutex<()> = Mutex::new(());
 
 fn lock() -> std::sync::MutexGuard<'static, ()> {
-  FD_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+  FD_LOCK
+    .lock()
+    .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn open_fds() -> usize {
-  let dir = if cfg!(target_os = "linux") { "/proc/self/fd" } else { "/dev/fd" };
+  let dir = if cfg!(target_os = "linux") {
+    "/proc/self/fd"
+  } else {
+    "/dev/fd"
+  };
   std::fs::read_dir(dir).unwrap().count()
 }
 
@@ -38,15 +44,28 @@ fn a_batch_receives_many_datagrams_and_closes_descriptors_nobody_took() {
     let (a, b) = socketpair(SocketKind::Datagram, true).unwrap();
     let pipes: Vec<OwnedFd> = (0..3u8).map(|i| pipe_with(&[b'a' + i])).collect();
     let numbers: Vec<RawFd> = pipes.iter().map(AsRawFd::as_raw_fd).collect();
-    let parts = [[IoSlice::new(b"zero")], [IoSlice::new(b"one")], [IoSlice::new(b"two")]];
+    let parts = [
+      [IoSlice::new(b"zero")],
+      [IoSlice::new(b"one")],
+      [IoSlice::new(b"two")],
+    ];
     let messages: Vec<Outgoing<'_>> = (0..3)
-      .map(|i| Outgoing { parts: &parts[i], fds: &numbers[i..=i], address: None })
+      .map(|i| Outgoing {
+        parts: &parts[i],
+        fds: &numbers[i..=i],
+        address: None,
+      })
       .collect();
     let mut scratch = SendScratch::default();
-    assert_eq!(batch::send_datagrams(a.as_raw_fd(), &messages, &mut scratch).unwrap(), 3);
+    assert_eq!(
+      batch::send_datagrams(a.as_raw_fd(), &messages, &mut scratch).unwrap(),
+      3
+    );
 
     let mut received = RecvBatch::default();
-    received.ensure(8, 64, default_control_space(), false).unwrap();
+    received
+      .ensure(8, 64, default_control_space(), false)
+      .unwrap();
     assert_eq!(received.recv(b.as_raw_fd(), 8).unwrap(), 3);
     assert_eq!(received.message(1).data, b"one");
     assert_eq!(received.message(1).fd_count, 1);
@@ -55,7 +74,11 @@ fn a_batch_receives_many_datagrams_and_closes_descriptors_nobody_took() {
     assert_eq!(taken.len(), 1);
     assert_eq!(received.take_fds(1).count(), 0, "taken once");
     // The other two close when the batch is reused.
-    assert_eq!(received.recv(b.as_raw_fd(), 8).unwrap(), 0, "nothing waiting is not an error");
+    assert_eq!(
+      received.recv(b.as_raw_fd(), 8).unwrap(),
+      0,
+      "nothing waiting is not an error"
+    );
     assert_eq!(read_marker(taken.into_iter().next().unwrap(), 1), b"b");
   }
   assert_eq!(open_fds(), before);
@@ -70,10 +93,16 @@ fn dropping_a_batch_closes_what_it_still_owns() {
     let pipe = pipe_with(b"x");
     let parts = [IoSlice::new(b"m")];
     let fds = [pipe.as_raw_fd(); 5];
-    let messages = [Outgoing { parts: &parts, fds: &fds, address: None }];
+    let messages = [Outgoing {
+      parts: &parts,
+      fds: &fds,
+      address: None,
+    }];
     batch::send_datagrams(a.as_raw_fd(), &messages, &mut SendScratch::default()).unwrap();
     let mut received = RecvBatch::default();
-    received.ensure(4, 16, default_control_space(), false).unwrap();
+    received
+      .ensure(4, 16, default_control_space(), false)
+      .unwrap();
     assert_eq!(received.recv(b.as_raw_fd(), 4).unwrap(), 1);
     assert_eq!(received.message(0).fd_count, 5);
   }
@@ -86,7 +115,13 @@ fn a_full_datagram_socket_sends_nothing_rather_than_failing() {
   let (a, _b) = socketpair(SocketKind::Datagram, true).unwrap();
   let big = vec![0u8; 16 * 1024];
   let parts = [IoSlice::new(&big)];
-  let messages: Vec<Outgoing<'_>> = (0..64).map(|_| Outgoing { parts: &parts, fds: &[], address: None }).collect();
+  let messages: Vec<Outgoing<'_>> = (0..64)
+    .map(|_| Outgoing {
+      parts: &parts,
+      fds: &[],
+      address: None,
+    })
+    .collect();
   let mut scratch = SendScratch::default();
   let mut total = 0;
   loop {
@@ -97,7 +132,10 @@ fn a_full_datagram_socket_sends_nothing_rather_than_failing() {
     }
   }
   assert!(total > 0);
-  assert_eq!(batch::send_datagrams(a.as_raw_fd(), &messages, &mut scratch).unwrap(), 0);
+  assert_eq!(
+    batch::send_datagrams(a.as_raw_fd(), &messages, &mut scratch).unwrap(),
+    0
+  );
 }
 
 #[test]
@@ -106,12 +144,28 @@ fn a_stream_run_puts_each_messages_descriptors_on_its_own_first_byte() {
   let (a, b) = socketpair(SocketKind::Stream, true).unwrap();
   let first = pipe_with(b"1");
   let second = pipe_with(b"2");
-  let (p0, p1, p2) = ([IoSlice::new(b"aa")], [IoSlice::new(b"bb")], [IoSlice::new(b"cc")]);
+  let (p0, p1, p2) = (
+    [IoSlice::new(b"aa")],
+    [IoSlice::new(b"bb")],
+    [IoSlice::new(b"cc")],
+  );
   let (f0, f2) = ([first.as_raw_fd()], [second.as_raw_fd()]);
   let messages = [
-    Outgoing { parts: &p0, fds: &f0, address: None },
-    Outgoing { parts: &p1, fds: &[], address: None },
-    Outgoing { parts: &p2, fds: &f2, address: None },
+    Outgoing {
+      parts: &p0,
+      fds: &f0,
+      address: None,
+    },
+    Outgoing {
+      parts: &p1,
+      fds: &[],
+      address: None,
+    },
+    Outgoing {
+      parts: &p2,
+      fds: &f2,
+      address: None,
+    },
   ];
   let sent = batch::send_stream(a.as_raw_fd(), &messages, &mut SendScratch::default()).unwrap();
   assert_eq!(sent, 6);
@@ -119,7 +173,9 @@ fn a_stream_run_puts_each_messages_descriptors_on_its_own_first_byte() {
   // A stream receive stops at a message that carries descriptors: "aabb" with the first pipe,
   // then "cc" with the second.
   let mut received = RecvBatch::default();
-  received.ensure(4, 64, default_control_space(), false).unwrap();
+  received
+    .ensure(4, 64, default_control_space(), false)
+    .unwrap();
   let count = received.recv(b.as_raw_fd(), 4).unwrap();
   assert_eq!(count, 2);
   assert_eq!(received.message(0).data, b"aabb");
@@ -136,10 +192,20 @@ fn a_full_stream_reports_how_far_it_got() {
   let (a, _b) = socketpair(SocketKind::Stream, true).unwrap();
   let big = vec![7u8; 1 << 20];
   let parts = [IoSlice::new(&big)];
-  let messages = [Outgoing { parts: &parts, fds: &[], address: None }];
+  let messages = [Outgoing {
+    parts: &parts,
+    fds: &[],
+    address: None,
+  }];
   let sent = batch::send_stream(a.as_raw_fd(), &messages, &mut SendScratch::default()).unwrap();
-  assert!(sent > 0 && sent < big.len(), "a partial write of {sent} bytes");
-  assert_eq!(batch::send_stream(a.as_raw_fd(), &messages, &mut SendScratch::default()).unwrap(), 0);
+  assert!(
+    sent > 0 && sent < big.len(),
+    "a partial write of {sent} bytes"
+  );
+  assert_eq!(
+    batch::send_stream(a.as_raw_fd(), &messages, &mut SendScratch::default()).unwrap(),
+    0
+  );
 }
 
 #[test]
@@ -153,15 +219,26 @@ fn datagrams_carry_their_senders_address() {
   let server = sendmsg_core::socket::unix_socket(SocketKind::Datagram, true).unwrap();
   let client = sendmsg_core::socket::unix_socket(SocketKind::Datagram, true).unwrap();
   use std::os::unix::ffi::OsStrExt;
-  let server_address = sendmsg_core::socket::unix_address(server_path.as_os_str().as_bytes()).unwrap();
-  let client_address = sendmsg_core::socket::unix_address(client_path.as_os_str().as_bytes()).unwrap();
+  let server_address =
+    sendmsg_core::socket::unix_address(server_path.as_os_str().as_bytes()).unwrap();
+  let client_address =
+    sendmsg_core::socket::unix_address(client_path.as_os_str().as_bytes()).unwrap();
   sendmsg_core::socket::bind(server.as_raw_fd(), &server_address).unwrap();
   sendmsg_core::socket::bind(client.as_raw_fd(), &client_address).unwrap();
   let parts = [IoSlice::new(b"hi")];
-  let messages = [Outgoing { parts: &parts, fds: &[], address: Some(&server_address) }];
-  assert_eq!(batch::send_datagrams(client.as_raw_fd(), &messages, &mut SendScratch::default()).unwrap(), 1);
+  let messages = [Outgoing {
+    parts: &parts,
+    fds: &[],
+    address: Some(&server_address),
+  }];
+  assert_eq!(
+    batch::send_datagrams(client.as_raw_fd(), &messages, &mut SendScratch::default()).unwrap(),
+    1
+  );
   let mut received = RecvBatch::default();
-  received.ensure(2, 16, default_control_space(), true).unwrap();
+  received
+    .ensure(2, 16, default_control_space(), true)
+    .unwrap();
   assert_eq!(received.recv(server.as_raw_fd(), 2).unwrap(), 1);
   let address = received.message(0).address.expect("an address");
   assert_eq!(
@@ -177,6 +254,12 @@ fn abstract_names_round_trip() {
   use nix::sys::socket::SockaddrLike;
   let address = sendmsg_core::socket::unix_address(b"\0sendmsg-test").unwrap();
   // SAFETY: a valid sockaddr_un of the stated length.
-  let storage = unsafe { nix::sys::socket::SockaddrStorage::from_raw(address.as_ptr().cast(), Some(address.len())) }.unwrap();
-  assert_eq!(sendmsg_core::socket::address_bytes(&storage).unwrap(), b"\0sendmsg-test");
+  let storage = unsafe {
+    nix::sys::socket::SockaddrStorage::from_raw(address.as_ptr().cast(), Some(address.len()))
+  }
+  .unwrap();
+  assert_eq!(
+    sendmsg_core::socket::address_bytes(&storage).unwrap(),
+    b"\0sendmsg-test"
+  );
 }

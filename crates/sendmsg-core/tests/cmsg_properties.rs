@@ -19,7 +19,11 @@ fn items() -> impl Strategy<Value = Vec<(i32, i32, Vec<u8>)>> {
 fn encode(items: &[(i32, i32, Vec<u8>)]) -> ControlBuffer {
   let outgoing: Vec<OutgoingCmsg<'_>> = items
     .iter()
-    .map(|(level, kind, data)| OutgoingCmsg { level: *level, kind: *kind, data })
+    .map(|(level, kind, data)| OutgoingCmsg {
+      level: *level,
+      kind: *kind,
+      data,
+    })
     .collect();
   let mut buffer = ControlBuffer::default();
   cmsg::encode_into(&mut buffer, &outgoing).expect("small items fit");
@@ -50,8 +54,14 @@ fn walk_with_libc(buffer: &mut ControlBuffer) -> Vec<(i32, i32, Vec<u8>)> {
 
 /// Whether `inner` lies entirely inside `outer` (by address, not by value).
 fn within(outer: &[u8], inner: &[u8]) -> bool {
-  let (start, end) = (outer.as_ptr() as usize, outer.as_ptr() as usize + outer.len());
-  let (inner_start, inner_end) = (inner.as_ptr() as usize, inner.as_ptr() as usize + inner.len());
+  let (start, end) = (
+    outer.as_ptr() as usize,
+    outer.as_ptr() as usize + outer.len(),
+  );
+  let (inner_start, inner_end) = (
+    inner.as_ptr() as usize,
+    inner.as_ptr() as usize + inner.len(),
+  );
   inner.is_empty() || (start <= inner_start && inner_end <= end)
 }
 
@@ -64,13 +74,19 @@ fn walk_checked(bytes: &[u8]) -> Vec<(i32, i32, Vec<u8>)> {
   for item in cmsg::walk(bytes) {
     assert!(within(bytes, item.data), "payload outside the buffer");
     if !item.data.is_empty() {
-      assert!(item.data.as_ptr() as usize >= last_end, "payloads overlap or go backwards");
+      assert!(
+        item.data.as_ptr() as usize >= last_end,
+        "payloads overlap or go backwards"
+      );
       last_end = item.data.as_ptr() as usize + item.data.len();
     }
     // Fd-carrying payloads decode to whole numbers only.
     assert_eq!(item.fds().count(), item.data.len() / FD_SIZE);
     walked.push((item.level, item.kind, item.data.to_vec()));
-    assert!(walked.len() <= bytes.len() / cmsg::header_len(), "more items than headers fit");
+    assert!(
+      walked.len() <= bytes.len() / cmsg::header_len(),
+      "more items than headers fit"
+    );
   }
   walked
 }

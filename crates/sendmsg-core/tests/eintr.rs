@@ -30,7 +30,10 @@ fn install_interrupting_handler() {
     action.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as usize;
     action.sa_flags = 0;
     libc::sigemptyset(&mut action.sa_mask);
-    assert_eq!(libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()), 0);
+    assert_eq!(
+      libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
+      0
+    );
   }
 }
 
@@ -47,7 +50,10 @@ fn current() -> Blocked {
   #[cfg(not(target_os = "linux"))]
   let tid = 0;
   // SAFETY: a plain query about the calling thread.
-  Blocked { tid, thread: unsafe { libc::pthread_self() } }
+  Blocked {
+    tid,
+    thread: unsafe { libc::pthread_self() },
+  }
 }
 
 /// Waits until the thread sits in the given system call (Linux: /proc/self/task/TID/syscall), so
@@ -64,7 +70,10 @@ fn wait_until_in_syscall(tid: libc::c_long, syscall: libc::c_long) {
     if current.split_whitespace().next() == Some(&syscall.to_string()) {
       return;
     }
-    assert!(Instant::now() < deadline, "the thread never blocked in syscall {syscall}: {current}");
+    assert!(
+      Instant::now() < deadline,
+      "the thread never blocked in syscall {syscall}: {current}"
+    );
     std::thread::sleep(Duration::from_millis(5));
   }
 }
@@ -76,7 +85,10 @@ fn interrupt(blocked: &Blocked, syscall: libc::c_long, times: usize) -> usize {
   for i in 1..=times {
     wait_until_in_syscall(blocked.tid, syscall);
     // SAFETY: the thread is alive (it is blocked, waiting for us).
-    assert_eq!(unsafe { libc::pthread_kill(blocked.thread, libc::SIGUSR1) }, 0);
+    assert_eq!(
+      unsafe { libc::pthread_kill(blocked.thread, libc::SIGUSR1) },
+      0
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     while HANDLED.load(Ordering::SeqCst) < before + i {
       assert!(Instant::now() < deadline, "signal {i} was never handled");
@@ -100,7 +112,9 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn without_sa_restart_the_raw_call_does_return_eintr() {
-  let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+  let _serial = SERIAL
+    .lock()
+    .unwrap_or_else(|poisoned| poisoned.into_inner());
   install_interrupting_handler();
   let (_a, b) = socketpair(SocketKind::SeqPacket, false).unwrap();
   let (ready, blocked) = mpsc::channel();
@@ -108,7 +122,10 @@ fn without_sa_restart_the_raw_call_does_return_eintr() {
   let thread = std::thread::spawn(move || {
     ready.send(current()).unwrap();
     let mut byte = [0u8; 1];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut iov = libc::iovec {
+      iov_base: byte.as_mut_ptr().cast(),
+      iov_len: 1,
+    };
     // SAFETY: a zeroed msghdr is valid; the iovec and its buffer outlive the call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -120,14 +137,24 @@ fn without_sa_restart_the_raw_call_does_return_eintr() {
   let blocked = blocked.recv().unwrap();
   assert_eq!(interrupt(&blocked, SYS_RECVMSG, 1), 1);
   let (n, errno) = thread.join().unwrap();
-  assert_eq!((n, errno), (-1, Some(libc::EINTR)), "the setup makes blocking calls fail with EINTR");
+  assert_eq!(
+    (n, errno),
+    (-1, Some(libc::EINTR)),
+    "the setup makes blocking calls fail with EINTR"
+  );
 }
 
 #[test]
 fn a_blocking_receive_interrupted_by_signals_still_returns_the_message() {
-  let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+  let _serial = SERIAL
+    .lock()
+    .unwrap_or_else(|poisoned| poisoned.into_inner());
   install_interrupting_handler();
-  for kind in [SocketKind::Stream, SocketKind::SeqPacket, SocketKind::Datagram] {
+  for kind in [
+    SocketKind::Stream,
+    SocketKind::SeqPacket,
+    SocketKind::Datagram,
+  ] {
     let (a, b) = socketpair(kind, false).unwrap();
     let (ready, blocked) = mpsc::channel();
     let receiver: RawFd = b.as_raw_fd();
@@ -140,29 +167,55 @@ fn a_blocking_receive_interrupted_by_signals_still_returns_the_message() {
     });
     let blocked = blocked.recv().unwrap();
     assert_eq!(interrupt(&blocked, SYS_RECVMSG, 3), 3, "{kind:?}");
-    message::send(a.as_raw_fd(), &[IoSlice::new(b"after the signals")], &mut ControlBuffer::default(), 0, None)
-      .unwrap();
+    message::send(
+      a.as_raw_fd(),
+      &[IoSlice::new(b"after the signals")],
+      &mut ControlBuffer::default(),
+      0,
+      None,
+    )
+    .unwrap();
     let received = thread.join().unwrap();
-    assert_eq!(received.as_deref(), Ok(&b"after the signals"[..]), "{kind:?}: EINTR was retried");
+    assert_eq!(
+      received.as_deref(),
+      Ok(&b"after the signals"[..]),
+      "{kind:?}: EINTR was retried"
+    );
   }
 }
 
 #[test]
 fn a_blocking_send_interrupted_by_signals_still_sends_the_whole_message() {
-  let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+  let _serial = SERIAL
+    .lock()
+    .unwrap_or_else(|poisoned| poisoned.into_inner());
   install_interrupting_handler();
   let (a, b) = socketpair(SocketKind::SeqPacket, false).unwrap();
   // Fill the socket so that the next send blocks.
   let chunk = [7u8; 4096];
   let mut queued = 0;
-  while message::send(a.as_raw_fd(), &[IoSlice::new(&chunk)], &mut ControlBuffer::default(), libc::MSG_DONTWAIT, None).is_ok() {
+  while message::send(
+    a.as_raw_fd(),
+    &[IoSlice::new(&chunk)],
+    &mut ControlBuffer::default(),
+    libc::MSG_DONTWAIT,
+    None,
+  )
+  .is_ok()
+  {
     queued += 1;
   }
   let (ready, blocked) = mpsc::channel();
   let sender = a.as_raw_fd();
   let thread = std::thread::spawn(move || {
     ready.send(current()).unwrap();
-    message::send(sender, &[IoSlice::new(b"last")], &mut ControlBuffer::default(), 0, None)
+    message::send(
+      sender,
+      &[IoSlice::new(b"last")],
+      &mut ControlBuffer::default(),
+      0,
+      None,
+    )
   });
   let blocked = blocked.recv().unwrap();
   assert_eq!(interrupt(&blocked, SYS_SENDMSG, 3), 3);

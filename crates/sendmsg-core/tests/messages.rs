@@ -16,11 +16,17 @@ use sendmsg_core::{fd, SysError};
 static FD_LOCK: Mutex<()> = Mutex::new(());
 
 fn lock() -> std::sync::MutexGuard<'static, ()> {
-  FD_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+  FD_LOCK
+    .lock()
+    .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn open_fds() -> usize {
-  let dir = if cfg!(target_os = "linux") { "/proc/self/fd" } else { "/dev/fd" };
+  let dir = if cfg!(target_os = "linux") {
+    "/proc/self/fd"
+  } else {
+    "/dev/fd"
+  };
   std::fs::read_dir(dir).unwrap().count()
 }
 
@@ -38,10 +44,16 @@ fn send(socket: &OwnedFd, data: &[u8], control: &mut ControlBuffer) -> Result<us
   message::send(socket.as_raw_fd(), &[IoSlice::new(data)], control, 0, None)
 }
 
-fn recv(socket: &OwnedFd, max: usize, control_payload: usize, flags: i32) -> message::ReceivedMessage {
+fn recv(
+  socket: &OwnedFd,
+  max: usize,
+  control_payload: usize,
+  flags: i32,
+) -> message::ReceivedMessage {
   let mut data = vec![0u8; max];
   let mut control = ControlBuffer::zeroed(cmsg::cmsg_space(control_payload).unwrap()).unwrap();
-  let mut received = message::recv(socket.as_raw_fd(), &mut data, &mut control, flags, false).unwrap();
+  let mut received =
+    message::recv(socket.as_raw_fd(), &mut data, &mut control, flags, false).unwrap();
   data.truncate(received.len);
   received.len = data.len();
   // Keep the bytes reachable for assertions through a side channel.
@@ -107,7 +119,9 @@ fn a_copied_pipe_descriptor_reads_the_second_half() {
     assert_ne!(copy.as_raw_fd(), read_end.as_raw_fd());
     let mut first = [0u8; 6];
     let mut second = [0u8; 6];
-    std::fs::File::from(read_end).read_exact(&mut first).unwrap();
+    std::fs::File::from(read_end)
+      .read_exact(&mut first)
+      .unwrap();
     std::fs::File::from(copy).read_exact(&mut second).unwrap();
     assert_eq!(&first, b"Hello,");
     assert_eq!(&second, b" world");
@@ -123,7 +137,10 @@ fn received_descriptors_are_close_on_exec_and_flags_are_clean() {
   assert!(!fd::is_cloexec(&read_end).unwrap() || cfg!(not(target_os = "linux")));
   send(&a, b"x", &mut rights(&[read_end.as_raw_fd()])).unwrap();
   let received = recv(&b, 16, 64, 0);
-  assert_eq!(received.flags, 0, "MSG_CMSG_CLOEXEC must not leak into the flags");
+  assert_eq!(
+    received.flags, 0,
+    "MSG_CMSG_CLOEXEC must not leak into the flags"
+  );
   for owned in fds_of(received) {
     assert!(fd::is_cloexec(&owned).unwrap());
   }
@@ -201,10 +218,18 @@ fn truncated_control_data_leaks_nothing() {
     assert_ne!(received.flags & libc::MSG_CTRUNC, 0);
     let fds = fds_of(received);
     let room = (cmsg::cmsg_space(FD_SIZE).unwrap() - cmsg::header_len()) / FD_SIZE;
-    assert_eq!(fds.len(), room, "every descriptor the kernel installed is handed over");
+    assert_eq!(
+      fds.len(),
+      room,
+      "every descriptor the kernel installed is handed over"
+    );
     assert!(fds.len() < 5);
   }
-  assert_eq!(open_fds(), before, "the installed ones close on drop, the rest never arrive");
+  assert_eq!(
+    open_fds(),
+    before,
+    "the installed ones close on drop, the rest never arrive"
+  );
 }
 
 #[test]
@@ -266,7 +291,14 @@ fn msg_trunc_in_the_request_never_overstates_the_data() {
   let (a, b) = socketpair(SocketKind::Datagram, false).unwrap();
   send(&a, b"0123456789", &mut ControlBuffer::default()).unwrap();
   let mut data = [0u8; 4];
-  let received = message::recv(b.as_raw_fd(), &mut data, &mut ControlBuffer::default(), libc::MSG_TRUNC, false).unwrap();
+  let received = message::recv(
+    b.as_raw_fd(),
+    &mut data,
+    &mut ControlBuffer::default(),
+    libc::MSG_TRUNC,
+    false,
+  )
+  .unwrap();
   assert_eq!(received.len, 4);
   assert_ne!(received.flags & libc::MSG_TRUNC, 0);
 }
@@ -276,7 +308,10 @@ fn empty_datagrams_carry_descriptors_but_empty_stream_sends_are_refused() {
   let _guard = lock();
   let (read_end, _write_end) = pipe();
   let (a, b) = socketpair(SocketKind::Datagram, false).unwrap();
-  assert_eq!(send(&a, b"", &mut rights(&[read_end.as_raw_fd()])).unwrap(), 0);
+  assert_eq!(
+    send(&a, b"", &mut rights(&[read_end.as_raw_fd()])).unwrap(),
+    0
+  );
   assert_eq!(fds_of(recv(&b, 16, 64, 0)).len(), 1);
 
   let (a, _b) = socketpair(SocketKind::Stream, false).unwrap();
@@ -294,7 +329,15 @@ fn arbitrary_triples_reach_the_kernel() {
   let (a, _b) = socketpair(SocketKind::Stream, false).unwrap();
   // An unknown SOL_SOCKET type is the kernel's EINVAL, surfaced untouched.
   let mut control = ControlBuffer::default();
-  cmsg::encode_into(&mut control, &[OutgoingCmsg { level: libc::SOL_SOCKET, kind: 0x7777, data: b"abcd" }]).unwrap();
+  cmsg::encode_into(
+    &mut control,
+    &[OutgoingCmsg {
+      level: libc::SOL_SOCKET,
+      kind: 0x7777,
+      data: b"abcd",
+    }],
+  )
+  .unwrap();
   let err = send(&a, b"x", &mut control).unwrap_err();
   assert_eq!(err, SendError::Sys(SysError::new("sendmsg", Errno::EINVAL)));
 }
@@ -320,7 +363,10 @@ fn errors_name_the_call() {
   let mut control = ControlBuffer::default();
   let err = message::recv(read_end.as_raw_fd(), &mut [0u8; 4], &mut control, 0, false).unwrap_err();
   assert_eq!(err, SysError::new("recvmsg", Errno::ENOTSOCK));
-  assert_eq!(err.to_string(), "ENOTSOCK: socket operation on non-socket, recvmsg");
+  assert_eq!(
+    err.to_string(),
+    "ENOTSOCK: socket operation on non-socket, recvmsg"
+  );
   let err = message::recv(-1, &mut [0u8; 4], &mut control, 0, false).unwrap_err();
   assert_eq!(err.code(), "EBADF");
 }
@@ -329,6 +375,13 @@ fn errors_name_the_call() {
 fn nonblocking_sockets_say_eagain() {
   let _guard = lock();
   let (_a, b) = socketpair(SocketKind::SeqPacket, true).unwrap();
-  let err = message::recv(b.as_raw_fd(), &mut [0u8; 4], &mut ControlBuffer::default(), 0, false).unwrap_err();
+  let err = message::recv(
+    b.as_raw_fd(),
+    &mut [0u8; 4],
+    &mut ControlBuffer::default(),
+    0,
+    false,
+  )
+  .unwrap_err();
   assert_eq!(err.errno, Errno::EAGAIN);
 }

@@ -16,8 +16,14 @@ fn sending_to_a_closed_peer_with_sigpipe_at_its_default_is_epipe() {
   for kind in [SocketKind::Stream, SocketKind::SeqPacket] {
     let (a, b) = socketpair(kind, false).unwrap();
     drop(b);
-    let err = message::send(a.as_raw_fd(), &[IoSlice::new(b"x")], &mut ControlBuffer::default(), 0, None)
-      .unwrap_err();
+    let err = message::send(
+      a.as_raw_fd(),
+      &[IoSlice::new(b"x")],
+      &mut ControlBuffer::default(),
+      0,
+      None,
+    )
+    .unwrap_err();
     match err {
       SendError::Sys(sys) => assert_eq!(sys.errno, Errno::EPIPE),
       other => panic!("unexpected {other:?}"),

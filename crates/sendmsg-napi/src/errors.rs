@@ -81,7 +81,10 @@ pub fn throw_state_error(env: &Env, code: &str, message: &str) -> Error {
 }
 
 pub fn out_of_memory(env: &Env) -> Error {
-  match env.throw_error("Memory allocation failed", Some("ERR_MEMORY_ALLOCATION_FAILED")) {
+  match env.throw_error(
+    "Memory allocation failed",
+    Some("ERR_MEMORY_ALLOCATION_FAILED"),
+  ) {
     Ok(()) => pending(),
     Err(err) => err,
   }

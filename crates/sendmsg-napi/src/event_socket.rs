@@ -40,9 +40,9 @@ use sendmsg_core::message::{self, ReceivedCmsg};
 use sendmsg_core::socket::{self, SocketKind};
 use sendmsg_core::SysError;
 
-use crate::{errors, outgoing};
 use crate::js_call::{value, AsyncContext, CallOutcome, HandleScope, Reference};
 use crate::reactor::{self, Ready, Watcher};
+use crate::{errors, outgoing};
 
 pub const EVENT_MESSAGE: i32 = 0;
 pub const EVENT_WRITABLE: i32 = 1;
@@ -92,20 +92,42 @@ impl JsBytes {
       return None;
     }
     let reference = Reference::new(env, buffer, true).ok()?;
-    Some((Self { reference, data: data.cast(), capacity }, buffer))
+    Some((
+      Self {
+        reference,
+        data: data.cast(),
+        capacity,
+      },
+      buffer,
+    ))
   }
 
   fn int32_array(env: sys::napi_env, length: usize) -> Option<(Self, sys::napi_value)> {
     let (bytes, buffer) = Self::array_buffer(env, length * 4)?;
     let mut array = std::ptr::null_mut();
     // SAFETY: a fresh ArrayBuffer of exactly length * 4 bytes.
-    let status =
-      unsafe { sys::napi_create_typedarray(env, sys::TypedarrayType::int32_array, length, buffer, 0, &mut array) };
+    let status = unsafe {
+      sys::napi_create_typedarray(
+        env,
+        sys::TypedarrayType::int32_array,
+        length,
+        buffer,
+        0,
+        &mut array,
+      )
+    };
     if status != sys::Status::napi_ok {
       return None;
     }
     let reference = Reference::new(env, array, true).ok()?;
-    Some((Self { reference, data: bytes.data, capacity: length }, array))
+    Some((
+      Self {
+        reference,
+        data: bytes.data,
+        capacity: length,
+      },
+      array,
+    ))
   }
 }
 
@@ -119,7 +141,10 @@ impl Delivery {
       unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), own.data, data.len()) };
       return Some((buffer, 0));
     }
-    let fits = self.slab.as_ref().is_some_and(|slab| slab.capacity - self.slab_used >= data.len());
+    let fits = self
+      .slab
+      .as_ref()
+      .is_some_and(|slab| slab.capacity - self.slab_used >= data.len());
     let buffer = if fits {
       self.slab.as_ref()?.reference.get()?
     } else {
@@ -137,7 +162,11 @@ impl Delivery {
   }
 
   /// Writes the descriptor numbers into the shared array; returns it.
-  fn put_fds(&mut self, env: sys::napi_env, fds: impl ExactSizeIterator<Item = RawFd>) -> Option<sys::napi_value> {
+  fn put_fds(
+    &mut self,
+    env: sys::napi_env,
+    fds: impl ExactSizeIterator<Item = RawFd>,
+  ) -> Option<sys::napi_value> {
     let count = fds.len();
     if self.fds.as_ref().is_none_or(|array| array.capacity < count) {
       let (array, _) = JsBytes::int32_array(env, count.max(cmsg::MAX_FDS_PER_MESSAGE))?;
@@ -228,7 +257,11 @@ impl SocketInner {
       created.set_ref(self.referenced.get());
       *watcher = Some(created);
     }
-    watcher.as_ref().expect("created above").set_interest(readable, writable).map_err(uv_error)
+    watcher
+      .as_ref()
+      .expect("created above")
+      .set_interest(readable, writable)
+      .map_err(uv_error)
   }
 
   fn set_referenced(&self, referenced: bool) {
@@ -307,7 +340,12 @@ impl SocketInner {
     while budget > 0 && self.reading.get() && !self.closed.get() {
       let capacity = per_batch.min(budget);
       if batch
-        .ensure(capacity, self.slot_size, batch::default_control_space(), self.want_addresses)
+        .ensure(
+          capacity,
+          self.slot_size,
+          batch::default_control_space(),
+          self.want_addresses,
+        )
         .is_err()
       {
         self.stop_reading_with(SysError::new("recvmsg", Errno::ENOMEM));
@@ -412,7 +450,9 @@ impl SocketInner {
       );
       // Which descriptors nobody claimed is decided now, after the handler's microtasks.
       let result = match delivered {
-        CallOutcome::Returned(_) if fd_count > 0 => self.call_on(&js, &[value::int32(env, EVENT_SETTLE)], false),
+        CallOutcome::Returned(_) if fd_count > 0 => {
+          self.call_on(&js, &[value::int32(env, EVENT_SETTLE)], false)
+        }
         other => other,
       };
       match result {
@@ -513,7 +553,11 @@ fn peer_has_shut_down(fd: RawFd) -> bool {
   let events = libc::POLLRDHUP | libc::POLLHUP;
   #[cfg(not(any(target_os = "linux", target_os = "android")))]
   let events = libc::POLLHUP;
-  let mut pollfd = libc::pollfd { fd, events, revents: 0 };
+  let mut pollfd = libc::pollfd {
+    fd,
+    events,
+    revents: 0,
+  };
   // SAFETY: one pollfd, no waiting.
   let ready = unsafe { libc::poll(&mut pollfd, 1, 0) };
   ready > 0 && pollfd.revents & events != 0
@@ -571,7 +615,10 @@ fn close_listed(env: sys::napi_env, list: sys::napi_value) {
 
 /// Environment teardown (a worker exiting): close every socket of this thread, and let the
 /// environment finish once libuv is through with their handles.
-unsafe extern "C" fn on_env_teardown(handle: sys::napi_async_cleanup_hook_handle, _arg: *mut std::ffi::c_void) {
+unsafe extern "C" fn on_env_teardown(
+  handle: sys::napi_async_cleanup_hook_handle,
+  _arg: *mut std::ffi::c_void,
+) {
   for socket in LIVE.take().iter().filter_map(Weak::upgrade) {
     socket.close_for_teardown();
   }
@@ -589,9 +636,19 @@ fn track(env: sys::napi_env, socket: &Rc<SocketInner>) -> Result<()> {
   if !TEARDOWN_HOOK.get() {
     let mut handle = std::ptr::null_mut();
     // SAFETY: env is live; the hook is a plain function with no state.
-    let status = unsafe { sys::napi_add_async_cleanup_hook(env, Some(on_env_teardown), std::ptr::null_mut(), &mut handle) };
+    let status = unsafe {
+      sys::napi_add_async_cleanup_hook(
+        env,
+        Some(on_env_teardown),
+        std::ptr::null_mut(),
+        &mut handle,
+      )
+    };
     if status != sys::Status::napi_ok {
-      return Err(Error::new(Status::GenericFailure, "could not register the environment cleanup hook"));
+      return Err(Error::new(
+        Status::GenericFailure,
+        "could not register the environment cleanup hook",
+      ));
     }
     TEARDOWN_HOOK.set(true);
   }
@@ -621,8 +678,9 @@ impl NativeSocket {
     owner: Unknown,
     dispatch: Unknown,
   ) -> Result<Self> {
-    let kind = SocketKind::from_raw(sock_type)
-      .ok_or_else(|| errors::throw_type_error(&env, "ERR_INVALID_ARG_VALUE", "unsupported socket type"))?;
+    let kind = SocketKind::from_raw(sock_type).ok_or_else(|| {
+      errors::throw_type_error(&env, "ERR_INVALID_ARG_VALUE", "unsupported socket type")
+    })?;
     if !reactor::available() {
       return Err(errors::throw_state_error(
         &env,
@@ -632,7 +690,8 @@ impl NativeSocket {
     }
     // SAFETY: the caller hands us fd; it is open for the duration of these calls.
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    sendmsg_core::fd::set_nonblocking(borrowed, true).map_err(|err| errors::throw_sys(&env, err))?;
+    sendmsg_core::fd::set_nonblocking(borrowed, true)
+      .map_err(|err| errors::throw_sys(&env, err))?;
     let js = JsSide {
       owner: RefCell::new(Reference::new(env.raw(), owner.raw(), false)?),
       dispatch: Reference::new(env.raw(), dispatch.raw(), true)?,
@@ -670,20 +729,29 @@ impl NativeSocket {
   #[napi]
   pub fn read_start(&self, env: Env) -> Result<()> {
     self.inner.reading.set(true);
-    self.inner.interest_changed().map_err(|err| errors::throw_sys(&env, err))
+    self
+      .inner
+      .interest_changed()
+      .map_err(|err| errors::throw_sys(&env, err))
   }
 
   #[napi]
   pub fn read_stop(&self, env: Env) -> Result<()> {
     self.inner.reading.set(false);
-    self.inner.interest_changed().map_err(|err| errors::throw_sys(&env, err))
+    self
+      .inner
+      .interest_changed()
+      .map_err(|err| errors::throw_sys(&env, err))
   }
 
   /// Asks for (or stops asking for) EVENT_WRITABLE.
   #[napi]
   pub fn watch_writable(&self, env: Env, on: bool) -> Result<()> {
     self.inner.want_writable.set(on);
-    self.inner.interest_changed().map_err(|err| errors::throw_sys(&env, err))
+    self
+      .inner
+      .interest_changed()
+      .map_err(|err| errors::throw_sys(&env, err))
   }
 
   /// Sends queued messages without blocking. `parts` holds the data of all of them in order;
@@ -691,7 +759,13 @@ impl NativeSocket {
   /// destinations of those with one. Returns the bytes sent on a stream socket, the whole
   /// messages sent otherwise; 0 when the socket is full.
   #[napi]
-  pub fn send(&self, env: Env, parts: Vec<&[u8]>, plan: &[i32], addresses: Option<Vec<&[u8]>>) -> Result<f64> {
+  pub fn send(
+    &self,
+    env: Env,
+    parts: Vec<&[u8]>,
+    plan: &[i32],
+    addresses: Option<Vec<&[u8]>>,
+  ) -> Result<f64> {
     let fd = self.open_fd(&env)?;
     let iov = outgoing::iovecs(&parts);
     let addresses: Vec<UnixAddr> = addresses
@@ -699,20 +773,29 @@ impl NativeSocket {
       .into_iter()
       .map(|path| outgoing::destination(&env, Some(path)).map(|address| address.expect("given")))
       .collect::<Result<_>>()?;
-    let outgoing = plan_messages(&iov, plan, &addresses)
-      .ok_or_else(|| errors::throw_type_error(&env, "ERR_INVALID_ARG_VALUE", "malformed send plan"))?;
+    let outgoing = plan_messages(&iov, plan, &addresses).ok_or_else(|| {
+      errors::throw_type_error(&env, "ERR_INVALID_ARG_VALUE", "malformed send plan")
+    })?;
     let sent = SEND_SCRATCH.with_borrow_mut(|scratch| match self.inner.kind {
       SocketKind::Stream => batch::send_stream(fd, &outgoing, scratch),
       _ => batch::send_datagrams(fd, &outgoing, scratch),
     });
-    sent.map(|n| n as f64).map_err(|err| errors::throw_sys(&env, err))
+    sent
+      .map(|n| n as f64)
+      .map_err(|err| errors::throw_sys(&env, err))
   }
 
   /// Sends one queued message without blocking: the common flush of a single message (a request,
   /// a reply), without the plan `send` takes. Returns the bytes sent on a stream (possibly fewer
   /// than all), 1 for a datagram, -1 when the socket is full.
   #[napi]
-  pub fn send_one(&self, env: Env, data: &[u8], fds: Option<Vec<i32>>, address: Option<&[u8]>) -> Result<f64> {
+  pub fn send_one(
+    &self,
+    env: Env,
+    data: &[u8],
+    fds: Option<Vec<i32>>,
+    address: Option<&[u8]>,
+  ) -> Result<f64> {
     let fd = self.open_fd(&env)?;
     let address = outgoing::destination(&env, address)?;
     let result = SEND_CONTROL.with_borrow_mut(|control| {
@@ -723,7 +806,9 @@ impl NativeSocket {
         &[IoSlice::new(data)],
         control,
         libc::MSG_DONTWAIT,
-        address.as_ref().map(|a| a as &dyn nix::sys::socket::SockaddrLike),
+        address
+          .as_ref()
+          .map(|a| a as &dyn nix::sys::socket::SockaddrLike),
       )
     });
     match result {
@@ -753,7 +838,9 @@ impl NativeSocket {
       &iov,
       &mut control,
       libc::MSG_DONTWAIT,
-      address.as_ref().map(|a| a as &dyn nix::sys::socket::SockaddrLike),
+      address
+        .as_ref()
+        .map(|a| a as &dyn nix::sys::socket::SockaddrLike),
     );
     match result {
       Ok(sent) => Ok(sent as f64),
@@ -787,7 +874,10 @@ impl NativeSocket {
 
   fn open_fd(&self, env: &Env) -> Result<RawFd> {
     if self.inner.closed.get() {
-      return Err(errors::throw_sys(env, SysError::new("sendmsg", Errno::EBADF)));
+      return Err(errors::throw_sys(
+        env,
+        SysError::new("sendmsg", Errno::EBADF),
+      ));
     }
     Ok(self.inner.fd.get())
   }
@@ -801,7 +891,11 @@ impl Drop for NativeSocket {
 }
 
 /// Splits the flat `parts` and `plan` into messages; `None` if the plan does not fit them.
-fn plan_messages<'a>(parts: &'a [IoSlice<'a>], plan: &'a [i32], addresses: &'a [UnixAddr]) -> Option<Vec<Outgoing<'a>>> {
+fn plan_messages<'a>(
+  parts: &'a [IoSlice<'a>],
+  plan: &'a [i32],
+  addresses: &'a [UnixAddr],
+) -> Option<Vec<Outgoing<'a>>> {
   let mut messages = Vec::new();
   let (mut p, mut part, mut address) = (0, 0, 0);
   while p < plan.len() {
@@ -818,7 +912,11 @@ fn plan_messages<'a>(parts: &'a [IoSlice<'a>], plan: &'a [i32], addresses: &'a [
     } else {
       None
     };
-    messages.push(Outgoing { parts: message_parts, fds, address: destination });
+    messages.push(Outgoing {
+      parts: message_parts,
+      fds,
+      address: destination,
+    });
   }
   Some(messages)
 }

@@ -20,7 +20,8 @@ impl HandleScope {
   pub fn open(env: sys::napi_env) -> Option<Self> {
     let mut scope = ptr::null_mut();
     // SAFETY: env is live on this thread.
-    (unsafe { sys::napi_open_handle_scope(env, &mut scope) } == sys::Status::napi_ok).then_some(Self { env, scope })
+    (unsafe { sys::napi_open_handle_scope(env, &mut scope) } == sys::Status::napi_ok)
+      .then_some(Self { env, scope })
   }
 }
 
@@ -91,7 +92,12 @@ impl AsyncContext {
     let mut raw = ptr::null_mut();
     // SAFETY: env is live; the name is valid UTF-8 with an explicit length.
     unsafe {
-      check(sys::napi_create_string_utf8(env, name.as_ptr().cast(), name.len() as isize, &mut name_value))?;
+      check(sys::napi_create_string_utf8(
+        env,
+        name.as_ptr().cast(),
+        name.len() as isize,
+        &mut name_value,
+      ))?;
       check(sys::napi_async_init(env, resource, name_value, &mut raw))?;
     }
     Ok(Self { env, raw })
@@ -102,10 +108,23 @@ impl AsyncContext {
   ///
   /// # Safety
   /// A handle scope must be open, and the values must belong to this environment.
-  pub unsafe fn call(&self, recv: sys::napi_value, func: sys::napi_value, args: &[sys::napi_value]) -> CallOutcome {
+  pub unsafe fn call(
+    &self,
+    recv: sys::napi_value,
+    func: sys::napi_value,
+    args: &[sys::napi_value],
+  ) -> CallOutcome {
     let mut result = ptr::null_mut();
     let status = unsafe {
-      sys::napi_make_callback(self.env, self.raw, recv, func, args.len(), args.as_ptr(), &mut result)
+      sys::napi_make_callback(
+        self.env,
+        self.raw,
+        recv,
+        func,
+        args.len(),
+        args.as_ptr(),
+        &mut result,
+      )
     };
     if status == sys::Status::napi_ok {
       return CallOutcome::Returned(result);
@@ -124,9 +143,15 @@ impl AsyncContext {
 ///
 /// # Safety
 /// A handle scope must be open, and the values must belong to this environment.
-pub unsafe fn call_plain(env: sys::napi_env, recv: sys::napi_value, func: sys::napi_value, args: &[sys::napi_value]) -> CallOutcome {
+pub unsafe fn call_plain(
+  env: sys::napi_env,
+  recv: sys::napi_value,
+  func: sys::napi_value,
+  args: &[sys::napi_value],
+) -> CallOutcome {
   let mut result = ptr::null_mut();
-  let status = unsafe { sys::napi_call_function(env, recv, func, args.len(), args.as_ptr(), &mut result) };
+  let status =
+    unsafe { sys::napi_call_function(env, recv, func, args.len(), args.as_ptr(), &mut result) };
   if status == sys::Status::napi_ok {
     return CallOutcome::Returned(result);
   }
@@ -174,7 +199,10 @@ fn check(status: sys::napi_status) -> napi::Result<()> {
   if status == sys::Status::napi_ok {
     Ok(())
   } else {
-    Err(napi::Error::new(napi::Status::from(status), "Node-API call failed".to_owned()))
+    Err(napi::Error::new(
+      napi::Status::from(status),
+      "Node-API call failed".to_owned(),
+    ))
   }
 }
 
@@ -207,7 +235,15 @@ pub mod value {
     let mut value = ptr::null_mut();
     let mut data: *mut c_void = ptr::null_mut();
     // SAFETY: copies bytes into a new Buffer.
-    unsafe { sys::napi_create_buffer_copy(env, bytes.len(), bytes.as_ptr().cast(), &mut data, &mut value) };
+    unsafe {
+      sys::napi_create_buffer_copy(
+        env,
+        bytes.len(),
+        bytes.as_ptr().cast(),
+        &mut data,
+        &mut value,
+      )
+    };
     value
   }
 }

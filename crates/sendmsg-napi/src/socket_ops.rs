@@ -13,8 +13,9 @@ use sendmsg_core::SysError;
 use crate::errors;
 
 fn kind_of(env: &Env, sock_type: i32) -> Result<SocketKind> {
-  SocketKind::from_raw(sock_type)
-    .ok_or_else(|| errors::throw_type_error(env, "ERR_INVALID_ARG_VALUE", "unsupported socket type"))
+  SocketKind::from_raw(sock_type).ok_or_else(|| {
+    errors::throw_type_error(env, "ERR_INVALID_ARG_VALUE", "unsupported socket type")
+  })
 }
 
 /// SAFETY: the caller's descriptor stays open for the duration of the call.
@@ -66,7 +67,10 @@ pub fn check_socket_error(env: Env, fd: i32, syscall: String) -> Result<()> {
     "connect" => "connect",
     _ => "getsockopt",
   };
-  Err(errors::throw_sys(&env, SysError::new(syscall, Errno::from_raw(errno))))
+  Err(errors::throw_sys(
+    &env,
+    SysError::new(syscall, Errno::from_raw(errno)),
+  ))
 }
 
 /// What a descriptor is, for adopting it or making a Node object of it.
@@ -90,8 +94,14 @@ pub fn describe_socket(env: Env, fd: i32) -> Result<SocketDescription> {
     }
     _ => false,
   };
-  let connected = !listening && socket::is_connected(fd).map_err(|err| errors::throw_sys(&env, err))?;
-  Ok(SocketDescription { family, sock_type, listening, connected })
+  let connected =
+    !listening && socket::is_connected(fd).map_err(|err| errors::throw_sys(&env, err))?;
+  Ok(SocketDescription {
+    family,
+    sock_type,
+    listening,
+    connected,
+  })
 }
 
 /// The socket's own address as bytes; null when unnamed.
@@ -131,14 +141,20 @@ pub struct PeerCredentials {
 
 #[napi]
 pub fn peer_credentials(env: Env, fd: i32) -> Result<PeerCredentials> {
-  let credentials = sendmsg_core::credentials::peer_credentials(borrow(fd)).map_err(|err| errors::throw_sys(&env, err))?;
-  Ok(PeerCredentials { pid: credentials.pid, uid: credentials.uid, gid: credentials.gid })
+  let credentials = sendmsg_core::credentials::peer_credentials(borrow(fd))
+    .map_err(|err| errors::throw_sys(&env, err))?;
+  Ok(PeerCredentials {
+    pid: credentials.pid,
+    uid: credentials.uid,
+    gid: credentials.gid,
+  })
 }
 
 /// `SO_PASSCRED` (Linux): the kernel attaches the sender's credentials to every message received.
 #[napi]
 pub fn set_pass_credentials(env: Env, fd: i32, on: bool) -> Result<()> {
-  sendmsg_core::credentials::set_pass_credentials(borrow(fd), on).map_err(|err| errors::throw_sys(&env, err))
+  sendmsg_core::credentials::set_pass_credentials(borrow(fd), on)
+    .map_err(|err| errors::throw_sys(&env, err))
 }
 
 /// Sets `FD_CLOEXEC` on a descriptor this process inherited (systemd's listening sockets).

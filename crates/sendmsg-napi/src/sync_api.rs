@@ -45,8 +45,16 @@ pub fn sendmsg(
 ///
 /// The Buffers are copies made by Node (`napi_create_buffer_copy`), not external buffers: those
 /// cost a global handle and a finalizer each, several microseconds per call.
-#[napi(ts_return_type = "{ data: Buffer; ancillary: Array<[number, number, Buffer]>; flags: number }")]
-pub fn recvmsg<'env>(env: &'env Env, fd: i32, max_size: u32, cmsg_size: u32, flags: i32) -> Result<Object<'env>> {
+#[napi(
+  ts_return_type = "{ data: Buffer; ancillary: Array<[number, number, Buffer]>; flags: number }"
+)]
+pub fn recvmsg<'env>(
+  env: &'env Env,
+  fd: i32,
+  max_size: u32,
+  cmsg_size: u32,
+  flags: i32,
+) -> Result<Object<'env>> {
   let control_len = cmsg::cmsg_space(cmsg_size as usize)
     .ok_or_else(|| errors::throw_range_error(env, "ERR_OUT_OF_RANGE", "cmsgSize is too large"))?;
   SCRATCH.with(|scratch| {
@@ -58,12 +66,16 @@ pub fn recvmsg<'env>(env: &'env Env, fd: i32, max_size: u32, cmsg_size: u32, fla
       *data = sendmsg_core::alloc::zeroed(max_size).ok_or_else(|| errors::out_of_memory(env))?;
     }
     if control.len() != control_len {
-      control.resize(control_len).map_err(|_| errors::out_of_memory(env))?;
+      control
+        .resize(control_len)
+        .map_err(|_| errors::out_of_memory(env))?;
     }
     let received = message::recv(fd, &mut data[..max_size], control, flags, false);
     let result = received
       .map_err(|err| errors::throw_sys(env, err))
-      .and_then(|received| message_object(env, &data[..received.len], received.control, received.flags));
+      .and_then(|received| {
+        message_object(env, &data[..received.len], received.control, received.flags)
+      });
     if data.len() > SCRATCH_KEEP {
       *data = Vec::new();
     }
@@ -76,13 +88,21 @@ pub fn recvmsg<'env>(env: &'env Env, fd: i32, max_size: u32, cmsg_size: u32, fla
 
 /// `{ data, ancillary, flags }`. Descriptors are handed over as numbers only once every value is
 /// built, so a failure on the way closes them instead of losing them.
-fn message_object<'env>(env: &'env Env, data: &[u8], control: Vec<ReceivedCmsg>, flags: i32) -> Result<Object<'env>> {
+fn message_object<'env>(
+  env: &'env Env,
+  data: &[u8],
+  control: Vec<ReceivedCmsg>,
+  flags: i32,
+) -> Result<Object<'env>> {
   let mut object = Object::new(env)?;
   object.set_named_property("data", BufferSlice::copy_from(env, data)?)?;
   let mut ancillary = env.create_array(control.len() as u32)?;
   for (i, item) in control.iter().enumerate() {
     let payload: Vec<u8> = match item {
-      ReceivedCmsg::Fds { fds, .. } => fds.iter().flat_map(|owned| owned.as_raw_fd().to_ne_bytes()).collect(),
+      ReceivedCmsg::Fds { fds, .. } => fds
+        .iter()
+        .flat_map(|owned| owned.as_raw_fd().to_ne_bytes())
+        .collect(),
       ReceivedCmsg::Data { data, .. } => data.clone(),
     };
     let mut triple = env.create_array(3)?;
@@ -129,11 +149,14 @@ pub fn cmsg_len(payload: f64) -> Option<f64> {
 /// `CMSG_SPACE(payload)`, or null when it does not fit.
 #[napi(js_name = "CMSG_SPACE")]
 pub fn cmsg_space(payload: f64) -> Option<f64> {
-  as_size(payload).and_then(cmsg::cmsg_space).map(|n| n as f64)
+  as_size(payload)
+    .and_then(cmsg::cmsg_space)
+    .map(|n| n as f64)
 }
 
 fn as_size(value: f64) -> Option<usize> {
-  (value >= 0.0 && value.fract() == 0.0 && value <= cmsg::MAX_CONTROL_LEN as f64).then_some(value as usize)
+  (value >= 0.0 && value.fract() == 0.0 && value <= cmsg::MAX_CONTROL_LEN as f64)
+    .then_some(value as usize)
 }
 
 /// A pipe as `[read, write]` descriptor numbers, both close-on-exec.

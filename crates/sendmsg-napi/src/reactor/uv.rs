@@ -43,6 +43,9 @@ fn symbol(name: &CStr) -> Option<*mut c_void> {
   (!address.is_null()).then_some(address)
 }
 
+// Each transmute takes its target type from the `Uv` field it fills: spelling the signature out
+// again at every call would only give it a second place to go wrong.
+#[allow(clippy::missing_transmute_annotations)]
 fn uv() -> Option<&'static Uv> {
   static UV: OnceLock<Option<Uv>> = OnceLock::new();
   UV.get_or_init(|| {
@@ -111,7 +114,8 @@ impl Watcher {
       return Err(-libc::ENOSYS);
     }
     // SAFETY: layout has a non-zero size.
-    let handle = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout(uv)) }.cast::<c_void>()).ok_or(-libc::ENOMEM)?;
+    let handle = NonNull::new(unsafe { std::alloc::alloc_zeroed(layout(uv)) }.cast::<c_void>())
+      .ok_or(-libc::ENOMEM)?;
     // SAFETY: a fresh handle of the right size for a loop of this thread.
     let status = unsafe { (uv.poll_init)(event_loop, handle.as_ptr(), fd) };
     if status != 0 {
