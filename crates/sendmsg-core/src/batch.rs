@@ -474,77 +474,208 @@ fn send_datagrams_raw(
 /// The most iovecs one `sendmsg` takes (POSIX guarantees 16; Linux and Darwin take 1024).
 const IOV_MAX: usize = 1024;
 
-/// Sends messages on a stream socket without blocking, in as few `sendmsg` calls as the
-/// descriptors allow: each message carrying descriptors starts a new call (they ride on its first
-/// byte), and the plain messages after it join that call's iovecs. Returns the bytes sent, which
-/// may end inside a message; zero when the socket is full.
-///
-/// Not `sendmmsg`: on a stream it would carry on after a partial write and leave a gap.
+/// Runs at most this long are sent all or nothing: Linux cuts a unix stream send into chunks of
+/// `SO_SNDBUF / 2 - 64` bytes (at least 2240, as SO_SNDBUF cannot go below 4608), and a chunk
+/// that cannot be queued fails whole with EAGAIN when nothing was sent yet. So several such runs
+/// can share one `sendmmsg`: it stops at the first that does not fit and leaves no gap.
+const ATOMIC_STREAM_RUN: usize = 2048;
+
+/// A run of a stream send: one message (with its descriptors) and the plain messages after it.
+struct Run {
+  iov: std::ops::Range<usize>,
+  first: usize,
+  len: usize,
+}
+
+/// Sends messages on a stream socket without blocking, in as few system calls as the descriptors
+/// allow: each message carrying descriptors starts a new run (they ride on its first byte), the
+/// plain messages after it join that run's iovecs, and on Linux consecutive short runs go out
+/// together in one `sendmmsg`. Returns the bytes sent, which may end inside a message; zero when
+/// the socket is full.
 pub fn send_stream(
   socket: RawFd,
   messages: &[Outgoing<'_>],
   scratch: &mut SendScratch,
 ) -> SysResult<usize> {
   platform::prepare_send(socket)?;
-  if scratch.controls.is_empty() {
-    scratch.controls.push(ControlBuffer::default());
-  }
-  let control = &mut scratch.controls[0];
   let mut iovecs: Vec<IoSlice<'_>> = Vec::new();
-  let mut total = 0;
+  let mut runs: Vec<Run> = Vec::new();
   let mut next = 0;
   while next < messages.len() {
-    // A run: one message (with its descriptors) and the plain messages after it.
-    let first = &messages[next];
-    cmsg::encode_rights_into(control, first.fds)
-      .map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
-    iovecs.clear();
-    let mut run_len = 0;
+    let start = iovecs.len();
+    let mut len = 0;
     let mut end = next;
     while end < messages.len() && (end == next || messages[end].fds.is_empty()) {
-      if end > next && iovecs.len() + messages[end].parts.len() > IOV_MAX {
+      if end > next && iovecs.len() - start + messages[end].parts.len() > IOV_MAX {
         break;
       }
       iovecs.extend_from_slice(messages[end].parts);
-      run_len += messages[end].len();
+      len += messages[end].len();
       end += 1;
     }
-    if run_len == 0 {
-      if !first.fds.is_empty() {
-        // The kernel would accept this and drop the descriptors; callers refuse it earlier.
-        return Err(SysError::new("sendmsg", Errno::EINVAL));
-      }
-      next = end;
-      continue;
+    if len == 0 && !messages[next].fds.is_empty() {
+      // The kernel would accept this and drop the descriptors; callers refuse it earlier.
+      return Err(SysError::new("sendmsg", Errno::EINVAL));
     }
-    let run = Outgoing {
-      parts: &iovecs,
-      fds: first.fds,
-      address: None,
-    };
-    let header = header_for(&run, control);
-    let sent = loop {
-      // SAFETY: the header points at live buffers for the call.
-      let n = unsafe { libc::sendmsg(socket, &header, libc::MSG_DONTWAIT | platform::SEND_FLAGS) };
-      if n >= 0 {
-        break n as usize;
-      }
-      let err = SysError::last("sendmsg");
-      match err.errno {
-        Errno::EINTR => continue,
-        Errno::EAGAIN => return Ok(total),
-        // Report what went out; the error recurs on the next call.
-        _ if total > 0 => return Ok(total),
-        _ => return Err(err),
-      }
-    };
-    total += sent;
-    if sent < run_len {
-      return Ok(total);
+    if len > 0 {
+      runs.push(Run {
+        iov: start..iovecs.len(),
+        first: next,
+        len,
+      });
     }
     next = end;
   }
+  if scratch.controls.len() < runs.len().min(SEND_GROUP) {
+    scratch
+      .controls
+      .resize_with(runs.len().min(SEND_GROUP), ControlBuffer::default);
+  }
+
+  let mut total = 0;
+  let mut r = 0;
+  while r < runs.len() {
+    let group = atomic_group(&runs[r..]);
+    let result = if group > 1 {
+      send_runs_together(socket, messages, &iovecs, &runs[r..r + group], scratch)
+    } else {
+      send_run(
+        socket,
+        messages,
+        &iovecs,
+        &runs[r],
+        &mut scratch.controls[0],
+      )
+    };
+    let (sent, complete) = match result {
+      Ok(progress) => progress,
+      // Report what went out; the error recurs on the next call.
+      Err(_) if total > 0 => return Ok(total),
+      Err(err) => return Err(err),
+    };
+    total += sent;
+    if complete < group.max(1) {
+      return Ok(total);
+    }
+    r += group.max(1);
+  }
   Ok(total)
+}
+
+/// Runs that can share one `sendmmsg`.
+const SEND_GROUP: usize = 64;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn atomic_group(runs: &[Run]) -> usize {
+  runs
+    .iter()
+    .take(SEND_GROUP)
+    .take_while(|run| run.len <= ATOMIC_STREAM_RUN)
+    .count()
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn atomic_group(_runs: &[Run]) -> usize {
+  0
+}
+
+/// One run in one `sendmsg`. Returns the bytes sent and 1 if the run went whole, else 0.
+fn send_run(
+  socket: RawFd,
+  messages: &[Outgoing<'_>],
+  iovecs: &[IoSlice<'_>],
+  run: &Run,
+  control: &mut ControlBuffer,
+) -> SysResult<(usize, usize)> {
+  cmsg::encode_rights_into(control, messages[run.first].fds)
+    .map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
+  let outgoing = Outgoing {
+    parts: &iovecs[run.iov.clone()],
+    fds: messages[run.first].fds,
+    address: None,
+  };
+  let header = header_for(&outgoing, control);
+  loop {
+    // SAFETY: the header points at live buffers for the call.
+    let n = unsafe { libc::sendmsg(socket, &header, libc::MSG_DONTWAIT | platform::SEND_FLAGS) };
+    if n >= 0 {
+      let n = n as usize;
+      return Ok((n, usize::from(n == run.len)));
+    }
+    let err = SysError::last("sendmsg");
+    match err.errno {
+      Errno::EINTR => continue,
+      Errno::EAGAIN => return Ok((0, 0)),
+      _ => return Err(err),
+    }
+  }
+}
+
+/// Short runs in one `sendmmsg`; each is all or nothing (see [`ATOMIC_STREAM_RUN`]). Returns the
+/// bytes sent and how many runs went whole. An error after some went is left for the next call.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send_runs_together(
+  socket: RawFd,
+  messages: &[Outgoing<'_>],
+  iovecs: &[IoSlice<'_>],
+  runs: &[Run],
+  scratch: &mut SendScratch,
+) -> SysResult<(usize, usize)> {
+  scratch.headers.clear();
+  for (run, control) in runs.iter().zip(&mut scratch.controls) {
+    cmsg::encode_rights_into(control, messages[run.first].fds)
+      .map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
+    let outgoing = Outgoing {
+      parts: &iovecs[run.iov.clone()],
+      fds: messages[run.first].fds,
+      address: None,
+    };
+    scratch.headers.push(libc::mmsghdr {
+      msg_hdr: header_for(&outgoing, control),
+      msg_len: 0,
+    });
+  }
+  let flags = libc::MSG_DONTWAIT | platform::SEND_FLAGS;
+  let sent = loop {
+    // SAFETY: headers point at the caller's buffers and our control buffers for the call.
+    let n = unsafe {
+      libc::sendmmsg(
+        socket,
+        scratch.headers.as_mut_ptr(),
+        runs.len() as _,
+        flags as _,
+      )
+    };
+    if n >= 0 {
+      break n as usize;
+    }
+    let err = SysError::last("sendmmsg");
+    match err.errno {
+      Errno::EINTR => continue,
+      Errno::EAGAIN => return Ok((0, 0)),
+      _ => return Err(err),
+    }
+  };
+  let mut bytes = 0;
+  for (header, run) in scratch.headers[..sent].iter().zip(runs) {
+    bytes += header.msg_len as usize;
+    if header.msg_len as usize != run.len {
+      // Cannot happen for runs this short; if it did, stop where the stream is exact.
+      return Ok((bytes, 0));
+    }
+  }
+  Ok((bytes, sent))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn send_runs_together(
+  _socket: RawFd,
+  _messages: &[Outgoing<'_>],
+  _iovecs: &[IoSlice<'_>],
+  _runs: &[Run],
+  _scratch: &mut SendScratch,
+) -> SysResult<(usize, usize)> {
+  unreachable!("atomic_group is 0 off Linux")
 }
 
 #[cfg(test)]

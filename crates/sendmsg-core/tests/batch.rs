@@ -263,3 +263,60 @@ fn abstract_names_round_trip() {
     b"\0sendmsg-test"
   );
 }
+
+#[test]
+fn a_full_stream_stops_between_messages_that_carry_descriptors_never_inside_one() {
+  let _guard = lock();
+  let before = open_fds();
+  {
+    let (a, b) = socketpair(SocketKind::Stream, true).unwrap();
+    let pipe = pipe_with(b"x");
+    let fds = [pipe.as_raw_fd()];
+    let payload = [7u8; 100];
+    let parts = [IoSlice::new(&payload)];
+    // Far more than the socket holds: short runs, each with a descriptor.
+    let messages: Vec<Outgoing<'_>> = (0..5000)
+      .map(|_| Outgoing {
+        parts: &parts,
+        fds: &fds,
+        address: None,
+      })
+      .collect();
+    let mut scratch = SendScratch::default();
+    let mut sent = 0;
+    loop {
+      let n = batch::send_stream(a.as_raw_fd(), &messages[sent / 100..], &mut scratch).unwrap();
+      assert_eq!(
+        n % 100,
+        0,
+        "stopped inside a message after {} bytes",
+        sent + n
+      );
+      if n == 0 {
+        break;
+      }
+      sent += n;
+    }
+    assert!(sent > 0 && sent < 5000 * 100);
+    // Every message that went arrives whole with its one descriptor.
+    let mut received = RecvBatch::default();
+    received
+      .ensure(64, 4096, default_control_space(), false)
+      .unwrap();
+    let mut bytes = 0;
+    let mut descriptors = 0;
+    loop {
+      let n = received.recv(b.as_raw_fd(), 64).unwrap();
+      if n == 0 {
+        break;
+      }
+      for i in 0..n {
+        bytes += received.message(i).data.len();
+        descriptors += received.message(i).fd_count;
+      }
+    }
+    assert_eq!(bytes, sent);
+    assert_eq!(descriptors, sent / 100);
+  }
+  assert_eq!(open_fds(), before);
+}
