@@ -426,17 +426,16 @@ fn send_datagrams_raw(
       msg_len: 0,
     });
   }
+  sendmmsg(socket, &mut scratch.headers)
+}
+
+/// One non-blocking `sendmmsg` of all `headers`, retried on EINTR: how many went.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn sendmmsg(socket: RawFd, headers: &mut [libc::mmsghdr]) -> SysResult<usize> {
   let flags = libc::MSG_DONTWAIT | platform::SEND_FLAGS;
   loop {
-    // SAFETY: headers point at the caller's buffers and our control buffers for the call.
-    let n = unsafe {
-      libc::sendmmsg(
-        socket,
-        scratch.headers.as_mut_ptr(),
-        messages.len() as _,
-        flags as _,
-      )
-    };
+    // SAFETY: the headers point at the caller's buffers and our control buffers for the call.
+    let n = unsafe { libc::sendmmsg(socket, headers.as_mut_ptr(), headers.len() as _, flags as _) };
     if n >= 0 {
       return Ok(n as usize);
     }
@@ -635,26 +634,10 @@ fn send_runs_together(
       msg_len: 0,
     });
   }
-  let flags = libc::MSG_DONTWAIT | platform::SEND_FLAGS;
-  let sent = loop {
-    // SAFETY: headers point at the caller's buffers and our control buffers for the call.
-    let n = unsafe {
-      libc::sendmmsg(
-        socket,
-        scratch.headers.as_mut_ptr(),
-        runs.len() as _,
-        flags as _,
-      )
-    };
-    if n >= 0 {
-      break n as usize;
-    }
-    let err = SysError::last("sendmmsg");
-    match err.errno {
-      Errno::EINTR => continue,
-      Errno::EAGAIN => return Ok((0, 0)),
-      _ => return Err(err),
-    }
+  let sent = match sendmmsg(socket, &mut scratch.headers) {
+    Ok(sent) => sent,
+    Err(err) if err.errno == Errno::EAGAIN => return Ok((0, 0)),
+    Err(err) => return Err(err),
   };
   let mut bytes = 0;
   for (header, run) in scratch.headers[..sent].iter().zip(runs) {
