@@ -15,7 +15,7 @@
 // Flat means: each process has exactly as many descriptors open at the end (everything received
 // and settled, socket still open) as at the start (socket set up, nothing sent); and, measured
 // after a garbage collection, neither its live JavaScript heap nor its resident memory outside
-// V8's heap grew by more than the tolerance between the end of the warm-up (the first quarter:
+// V8's heap grew by more than the tolerance between the end of the warm-up (the first half:
 // JIT code, slabs and batch buffers reach their working size there) and the end. A leak grows
 // with the traffic. V8's heap reservation itself is left out of the judgement: it grows in steps
 // of whole semispaces (16 MiB) when it sees a high allocation rate, at any point of a run, and
@@ -137,7 +137,7 @@ async function drive() {
   let warm
   const began = process.hrtime.bigint()
   const elapsed = () => Number(process.hrtime.bigint() - began) / 1e9
-  const warmedUp = () => (byCount ? fdsSent >= total / 4 : elapsed() >= seconds / 4)
+  const warmedUp = () => (byCount ? fdsSent >= total / 2 : elapsed() >= seconds / 2)
   let messages = 0
   let fdsSent = 0
   while (byCount ? fdsSent < total : elapsed() < seconds) {
