@@ -333,6 +333,30 @@ test.serial('datagrams: sendTo a bound socket, which sees the sender\'s address 
   client.close()
 })
 
+test.serial('datagrams: sendTo a receiver that is not reading waits without spinning, then delivers in order', async (t) => {
+  // The kernel reports an unconnected datagram socket writable whatever the receiver's queue holds,
+  // so waiting for writability alone would retry the send in a busy loop.
+  using temp = tempDir()
+  const receiverPath = join(temp.dir, 'receiver.dgram')
+  const receiver = UnixSocket.datagram(receiverPath)
+  const sender = UnixSocket.datagram()
+  const count = 200
+  const sent = Array.from({ length: count }, (_, i) => sender.sendTo(receiverPath, `${i}`))
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.true(sender.writableLength > 0, 'the receiver\'s queue is full, so sends wait')
+  const start = performance.eventLoopUtilization()
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const busy = performance.eventLoopUtilization(start).utilization
+  t.true(busy < 0.5, `the loop was idle while the sends waited (utilization ${busy.toFixed(2)})`)
+  const received: string[] = []
+  receiver.on('message', (message: Message) => received.push(message.data.toString()))
+  await Promise.all(sent)
+  while (received.length < count) await once(receiver, 'message')
+  t.deepEqual(received, Array.from({ length: count }, (_, i) => `${i}`))
+  sender.close()
+  receiver.close()
+})
+
 test.serial('adopting a descriptor: a socket from the sync API, and refusals for what does not fit', async (t) => {
   const [x, y] = socketpair('seqpacket')
   const a = UnixSocket.from(x)

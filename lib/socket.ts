@@ -77,6 +77,13 @@ const BACKLOG_HIGH_WATER = 64
 /** Queued messages handed to the kernel per native call, at most and at first. */
 const SEND_BATCH_MAX = 256
 const SEND_BATCH_MIN = 8
+/**
+ * Retry delays, in ms, for a datagram sent to an address whose receiver is full: the kernel reports
+ * an unconnected socket writable whatever the receiver's queue holds, so there is no readiness
+ * event to wait for there.
+ */
+const ADDRESSED_RETRY_FIRST_MS = 1
+const ADDRESSED_RETRY_MAX_MS = 50
 const DEFAULT_MAX_MESSAGE_SIZE = 65536
 const MSG_CTRUNC = constants.MSG_CTRUNC
 const MAX_MESSAGE_SIZE = 64 * 1024 * 1024
@@ -159,6 +166,10 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   #sendBatch = SEND_BATCH_MAX
   #flushScheduled = false
   #watchingWritable = false
+  /** Set while a sendTo() waits for a full receiver (see ADDRESSED_RETRY_FIRST_MS). */
+  #retryTimer: NodeJS.Timeout | undefined
+  #retryDelay = ADDRESSED_RETRY_FIRST_MS
+  #unrefed = false
   #needDrain = false
   #writeError: Error | undefined
   #ending: { resolve: () => void; promise: Promise<void> } | undefined
@@ -319,6 +330,10 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   /**
    * Datagram sockets: sends one message to `path`.
    *
+   * When the receiver's queue is full the message waits, and so do the messages queued after it.
+   * The kernel gives no readiness event for another socket's queue, so the send is retried after
+   * 1 ms, then after delays doubling up to 50 ms. A connected socket's send() needs no retries.
+   *
    * @example await sock.sendTo('/tmp/peer.dgram', 'ping')
    */
   sendTo(path: string, data: Data, options?: SendOptions): Promise<void> {
@@ -346,7 +361,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ parts, length, sent: 0, fds, ancillary, address, resolve, reject })
       this.#queuedBytes += length
-      if (!this.#flushScheduled && !this.#watchingWritable) {
+      if (!this.#flushScheduled && !this.#watchingWritable && this.#retryTimer === undefined) {
         this.#flushScheduled = true
         queueMicrotask(this.#flushLater)
       }
@@ -383,6 +398,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     }
     this.#queue = []
     this.#head = 0
+    this.#retryDelay = ADDRESSED_RETRY_FIRST_MS
     this.#setWatchingWritable(false)
     if (this.#needDrain) {
       this.#needDrain = false
@@ -556,7 +572,26 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
       }
       return
     }
+    const head = this.#head
+    const sent = this.#queuedBytes
     this.#flush()
+    if (this.#head !== head || this.#queuedBytes !== sent) this.#retryDelay = ADDRESSED_RETRY_FIRST_MS
+    else if (this.#watchingWritable && this.#queue[this.#head]?.address !== undefined) this.#retryLater()
+  }
+
+  /**
+   * Writable, yet the kernel took nothing: an unconnected datagram's receiver is full, which no
+   * readiness event reports. Try again after a delay that doubles up to ADDRESSED_RETRY_MAX_MS.
+   */
+  #retryLater(): void {
+    this.#setWatchingWritable(false)
+    const delay = this.#retryDelay
+    this.#retryDelay = Math.min(delay * 2, ADDRESSED_RETRY_MAX_MS)
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined
+      this.#flush()
+    }, delay)
+    if (this.#unrefed) this.#retryTimer.unref()
   }
 
   // Receiving ---------------------------------------------------------------------------------
@@ -765,6 +800,8 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     this.#closed = true
     this.#reading = false
     this.#watchingWritable = false
+    clearTimeout(this.#retryTimer)
+    this.#retryTimer = undefined
     this.#native?.close()
     this.#native = undefined
     collectedWhileOpen.unregister(this)
@@ -787,12 +824,16 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   /** Lets the process exit while this socket is open (it still works while the process runs). */
   unref(): this {
     this.#native?.unref()
+    this.#unrefed = true
+    this.#retryTimer?.unref()
     return this
   }
 
   /** Undoes {@link UnixSocket.unref}. */
   ref(): this {
     this.#native?.ref()
+    this.#unrefed = false
+    this.#retryTimer?.ref()
     return this
   }
 
