@@ -5,8 +5,9 @@ import { once } from 'node:events'
 import { closeSync, mkdtempSync, readSync, rmSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { mock } from 'node:test'
 
-import { pipe, socketpair, UnixServer, UnixSocket, type Message, type NodeError, type SocketType } from 'sendmsg'
+import { pipe, recvmsg, socketpair, UnixServer, UnixSocket, type Message, type NodeError, type SocketType } from 'sendmsg'
 
 import { openFds, turn } from './helpers.ts'
 
@@ -353,6 +354,48 @@ test.serial('datagrams: sendTo a receiver that is not reading waits without spin
   await Promise.all(sent)
   while (received.length < count) await once(receiver, 'message')
   t.deepEqual(received, Array.from({ length: count }, (_, i) => `${i}`))
+  sender.close()
+  receiver.close()
+})
+
+test.serial('datagrams: a sendTo retry that moves the queue starts the backoff again from its shortest delay', async (t) => {
+  using temp = tempDir()
+  const receiverPath = join(temp.dir, 'receiver.dgram')
+  const receiver = UnixSocket.datagram(receiverPath) // no 'message' listener: read below, by hand
+  const sender = UnixSocket.datagram()
+  mock.timers.enable({ apis: ['setTimeout'] })
+  t.teardown(() => mock.timers.reset())
+  const received: string[] = []
+  const readSome = (count: number) => {
+    for (let i = 0; i < count; i++) received.push(recvmsg(receiver.fd, 64).data.toString())
+  }
+  const advance = async (ms: number) => {
+    for (let i = 0; i < ms; i++) {
+      mock.timers.tick(1)
+      await turn()
+      await turn()
+    }
+  }
+  const sent = Array.from({ length: 60 }, (_, i) => sender.sendTo(receiverPath, `${i}`))
+  await advance(200) // the receiver is full: the retries back off to their longest delay
+  const waiting = sender.writableLength
+  t.true(waiting > 0)
+  readSome(5)
+  for (let ms = 0; ms < 50 && sender.writableLength === waiting; ms++) await advance(1)
+  const moved = sender.writableLength
+  t.true(moved < waiting, 'a retry sent what fits')
+  readSome(5)
+  await advance(1)
+  t.true(sender.writableLength < moved, 'the retry after one that moved the queue comes after the shortest delay')
+  while (received.length < sent.length) {
+    try {
+      readSome(1)
+    } catch {
+      await advance(1)
+    }
+  }
+  await Promise.all(sent)
+  t.deepEqual(received, Array.from({ length: sent.length }, (_, i) => `${i}`))
   sender.close()
   receiver.close()
 })

@@ -373,10 +373,15 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     this.#flush()
   }
 
-  /** Hands queued messages to the kernel until it is full or the queue is empty. */
-  #flush(): void {
+  /**
+   * Hands queued messages to the kernel until it is full or the queue is empty. `retrying`: the
+   * retry timer calls (see #waitForRoom).
+   */
+  #flush(retrying = false): void {
     const socket = this.#native
     if (socket === undefined || this.#closed) return
+    const head = this.#head
+    const queuedBytes = this.#queuedBytes
     // Re-read the queue each time round: a failure replaces it.
     while (this.#head < this.#queue.length) {
       const first = this.#queue[this.#head]!
@@ -392,7 +397,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
       }
       if (!done) {
         this.#needDrain = true
-        this.#setWatchingWritable(true)
+        this.#waitForRoom(retrying, this.#head !== head || this.#queuedBytes !== queuedBytes)
         return
       }
     }
@@ -515,6 +520,28 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     for (let i = head; i < queue.length; i++) queue[i]!.reject(error)
   }
 
+  /**
+   * The kernel is full: go on when the socket becomes writable. Except for a datagram sent to an
+   * address whose receiver is full: the kernel reports an unconnected socket writable whatever that
+   * receiver holds, so once a writable event or a retry has brought nothing, retry on a timer,
+   * after delays doubling from ADDRESSED_RETRY_FIRST_MS to ADDRESSED_RETRY_MAX_MS.
+   */
+  #waitForRoom(retrying: boolean, progressed: boolean): void {
+    if (progressed) this.#retryDelay = ADDRESSED_RETRY_FIRST_MS
+    const stuck = !progressed && (retrying || this.#watchingWritable) && this.#queue[this.#head]!.address !== undefined
+    if (!stuck) return this.#setWatchingWritable(true)
+    this.#setWatchingWritable(false)
+    const delay = this.#retryDelay
+    this.#retryDelay = Math.min(delay * 2, ADDRESSED_RETRY_MAX_MS)
+    this.#retryTimer = setTimeout(this.#retry, delay)
+    if (this.#unrefed) this.#retryTimer.unref()
+  }
+
+  readonly #retry = (): void => {
+    this.#retryTimer = undefined
+    this.#flush(true)
+  }
+
   #setWatchingWritable(on: boolean): void {
     if (this.#watchingWritable === on || this.#closed) return
     this.#watchingWritable = on
@@ -572,26 +599,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
       }
       return
     }
-    const head = this.#head
-    const sent = this.#queuedBytes
     this.#flush()
-    if (this.#head !== head || this.#queuedBytes !== sent) this.#retryDelay = ADDRESSED_RETRY_FIRST_MS
-    else if (this.#watchingWritable && this.#queue[this.#head]?.address !== undefined) this.#retryLater()
-  }
-
-  /**
-   * Writable, yet the kernel took nothing: an unconnected datagram's receiver is full, which no
-   * readiness event reports. Try again after a delay that doubles up to ADDRESSED_RETRY_MAX_MS.
-   */
-  #retryLater(): void {
-    this.#setWatchingWritable(false)
-    const delay = this.#retryDelay
-    this.#retryDelay = Math.min(delay * 2, ADDRESSED_RETRY_MAX_MS)
-    this.#retryTimer = setTimeout(() => {
-      this.#retryTimer = undefined
-      this.#flush()
-    }, delay)
-    if (this.#unrefed) this.#retryTimer.unref()
   }
 
   // Receiving ---------------------------------------------------------------------------------
