@@ -400,6 +400,22 @@ test.serial('datagrams: a sendTo retry that moves the queue starts the backoff a
   receiver.close()
 })
 
+test.serial('a received message\'s memory transferred away does not receive later messages', async (t) => {
+  // Messages share one ArrayBuffer per thread; transferring it detaches it from this side.
+  const [a, b] = UnixSocket.pair('dgram')
+  const first = nextMessage(b)
+  await a.send('first')
+  const { data } = await first
+  const moved = new Uint8Array(structuredClone(data.buffer, { transfer: [data.buffer as ArrayBuffer] }))
+  const snapshot = moved.slice()
+  const second = nextMessage(b)
+  await a.send('second!!')
+  t.is((await second).data.toString(), 'second!!')
+  t.deepEqual(moved, snapshot, 'the transferred memory is left alone')
+  a.close()
+  b.close()
+})
+
 test.serial('adopting a descriptor: a socket from the sync API, and refusals for what does not fit', async (t) => {
   const [x, y] = socketpair('seqpacket')
   const a = UnixSocket.from(x)

@@ -80,30 +80,33 @@ struct JsBytes {
   reference: Reference,
   data: *mut u8,
   capacity: usize,
+  typed_array: bool,
+}
+
+/// A new ArrayBuffer of `length` bytes: its memory and its value.
+fn new_array_buffer(env: sys::napi_env, length: usize) -> Option<(*mut u8, sys::napi_value)> {
+  let mut data = std::ptr::null_mut();
+  let mut buffer = std::ptr::null_mut();
+  // SAFETY: env is live on this thread.
+  let status = unsafe { sys::napi_create_arraybuffer(env, length, &mut data, &mut buffer) };
+  (status == sys::Status::napi_ok).then_some((data.cast(), buffer))
 }
 
 impl JsBytes {
   fn array_buffer(env: sys::napi_env, capacity: usize) -> Option<(Self, sys::napi_value)> {
-    let mut data = std::ptr::null_mut();
-    let mut buffer = std::ptr::null_mut();
-    // SAFETY: env is live on this thread.
-    let status = unsafe { sys::napi_create_arraybuffer(env, capacity, &mut data, &mut buffer) };
-    if status != sys::Status::napi_ok {
-      return None;
-    }
+    let (data, buffer) = new_array_buffer(env, capacity)?;
     let reference = Reference::new(env, buffer, true).ok()?;
-    Some((
-      Self {
-        reference,
-        data: data.cast(),
-        capacity,
-      },
-      buffer,
-    ))
+    let bytes = Self {
+      reference,
+      data,
+      capacity,
+      typed_array: false,
+    };
+    Some((bytes, buffer))
   }
 
   fn int32_array(env: sys::napi_env, length: usize) -> Option<(Self, sys::napi_value)> {
-    let (bytes, buffer) = Self::array_buffer(env, length * 4)?;
+    let (data, buffer) = new_array_buffer(env, length * 4)?;
     let mut array = std::ptr::null_mut();
     // SAFETY: a fresh ArrayBuffer of exactly length * 4 bytes.
     let status = unsafe {
@@ -120,14 +123,41 @@ impl JsBytes {
       return None;
     }
     let reference = Reference::new(env, array, true).ok()?;
-    Some((
-      Self {
-        reference,
-        data: bytes.data,
-        capacity: length,
-      },
-      array,
-    ))
+    let bytes = Self {
+      reference,
+      data,
+      capacity: length,
+      typed_array: true,
+    };
+    Some((bytes, array))
+  }
+
+  /// The kept value, unless JavaScript has detached its memory (transferred the ArrayBuffer to a
+  /// worker, say): `data` would then point into memory that another buffer owns.
+  fn attached(&self, env: sys::napi_env) -> Option<sys::napi_value> {
+    let value = self.reference.get()?;
+    let mut buffer = value;
+    if self.typed_array {
+      // SAFETY: value is the Int32Array this reference holds; the other outputs may be null.
+      let status = unsafe {
+        sys::napi_get_typedarray_info(
+          env,
+          value,
+          std::ptr::null_mut(),
+          std::ptr::null_mut(),
+          std::ptr::null_mut(),
+          &mut buffer,
+          std::ptr::null_mut(),
+        )
+      };
+      if status != sys::Status::napi_ok {
+        return None;
+      }
+    }
+    let mut detached = true;
+    // SAFETY: buffer is an ArrayBuffer value of this env.
+    let status = unsafe { sys::napi_is_detached_arraybuffer(env, buffer, &mut detached) };
+    (status == sys::Status::napi_ok && !detached).then_some(value)
   }
 }
 
@@ -136,26 +166,29 @@ impl Delivery {
   fn place(&mut self, env: sys::napi_env, data: &[u8]) -> Option<(sys::napi_value, usize)> {
     if data.len() > SLAB_SIZE / 4 {
       // A large message gets its own buffer rather than pinning most of a slab.
-      let (own, buffer) = JsBytes::array_buffer(env, data.len())?;
+      let (memory, buffer) = new_array_buffer(env, data.len())?;
       // SAFETY: a fresh buffer of data.len() bytes.
-      unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), own.data, data.len()) };
+      unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), memory, data.len()) };
       return Some((buffer, 0));
     }
-    let fits = self
+    let kept = self
       .slab
       .as_ref()
-      .is_some_and(|slab| slab.capacity - self.slab_used >= data.len());
-    let buffer = if fits {
-      self.slab.as_ref()?.reference.get()?
-    } else {
-      let (slab, buffer) = JsBytes::array_buffer(env, SLAB_SIZE)?;
-      self.slab = Some(slab);
-      self.slab_used = 0;
-      buffer
+      .filter(|slab| slab.capacity - self.slab_used >= data.len())
+      .and_then(|slab| slab.attached(env));
+    let buffer = match kept {
+      Some(buffer) => buffer,
+      None => {
+        let (slab, buffer) = JsBytes::array_buffer(env, SLAB_SIZE)?;
+        self.slab = Some(slab);
+        self.slab_used = 0;
+        buffer
+      }
     };
     let slab = self.slab.as_ref()?;
     let offset = self.slab_used;
-    // SAFETY: offset + len <= capacity, checked above; nothing else writes this region.
+    // SAFETY: offset + len <= capacity, checked above, and the slab is attached; nothing else
+    // writes this region.
     unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), slab.data.add(offset), data.len()) };
     self.slab_used += data.len();
     Some((buffer, offset))
@@ -168,16 +201,26 @@ impl Delivery {
     fds: impl ExactSizeIterator<Item = RawFd>,
   ) -> Option<sys::napi_value> {
     let count = fds.len();
-    if self.fds.as_ref().is_none_or(|array| array.capacity < count) {
-      let (array, _) = JsBytes::int32_array(env, count.max(cmsg::MAX_FDS_PER_MESSAGE))?;
-      self.fds = Some(array);
-    }
+    let kept = self
+      .fds
+      .as_ref()
+      .filter(|array| array.capacity >= count)
+      .and_then(|array| array.attached(env));
+    let array_value = match kept {
+      Some(value) => value,
+      None => {
+        let (array, value) = JsBytes::int32_array(env, count.max(cmsg::MAX_FDS_PER_MESSAGE))?;
+        self.fds = Some(array);
+        value
+      }
+    };
     let array = self.fds.as_ref()?;
     for (i, fd) in fds.enumerate() {
-      // SAFETY: i < count <= capacity; the memory is 4-byte aligned (an ArrayBuffer's start).
+      // SAFETY: i < count <= capacity; the memory is 4-byte aligned (an ArrayBuffer's start) and
+      // attached.
       unsafe { array.data.cast::<i32>().add(i).write(fd) };
     }
-    array.reference.get()
+    Some(array_value)
   }
 }
 
