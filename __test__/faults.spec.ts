@@ -355,3 +355,12 @@ test.serial('a descriptor received by a UnixSocket and taken is not inherited by
   await turn()
   t.is(openFds(), before)
 })
+
+for (const mode of ['handler', 'tick'] as const) {
+  const where = mode === 'handler' ? 'a message handler' : "a nextTick callback queued by a message handler"
+  test(`when ${where} throws and uncaughtException keeps the process alive, each message's descriptor is closed once`, async (t) => {
+    const child = spawnFixture('throwing-handler.mjs', [mode])
+    t.deepEqual(await child.json(), { seen: 50, uncaught: 50, leaked: 0, othersOpen: true })
+    t.is((await child.exited).code, 0)
+  })
+}

@@ -491,9 +491,10 @@ impl SocketInner {
         ],
         true,
       );
-      // Which descriptors nobody claimed is decided now, after the handler's microtasks.
+      // Which descriptors nobody claimed is decided now, after the handler's microtasks; also
+      // when the call threw, which may have been a nextTick callback after the handler returned.
       let result = match delivered {
-        CallOutcome::Returned(_) if fd_count > 0 => {
+        CallOutcome::Returned(_) | CallOutcome::Threw if fd_count > 0 => {
           self.call_on(&js, &[value::int32(env, EVENT_SETTLE)], false)
         }
         other => other,
@@ -510,7 +511,8 @@ impl SocketInner {
           });
           close_listed(env, value);
         }
-        // The handler threw after JavaScript settled the message's descriptors itself.
+        // Settling threw: what JavaScript did with them is unknown, and closing a descriptor
+        // twice could close somebody else's.
         CallOutcome::Threw => batch.take_fds(i).for_each(|owned| {
           let _ = owned.into_raw_fd();
         }),
