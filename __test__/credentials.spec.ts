@@ -2,15 +2,18 @@
 import test from 'ava'
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { closeSync, fstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 
 import {
   credentialsFromAncillary,
   passCredentials,
   peerCredentials,
+  pipe,
   recvmsg,
   scmCredentials,
   sendmsg,
@@ -20,6 +23,9 @@ import {
   type Message,
 } from 'sendmsg'
 
+import { turn } from './helpers.ts'
+
+const gc = (setFlagsFromString('--expose-gc'), runInNewContext('gc')) as () => void
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
 const linux = process.platform === 'linux' ? test : test.skip
 if (process.platform !== 'linux') console.log('SCM_CREDENTIALS tests skipped: Linux only')
@@ -83,4 +89,28 @@ asNobody('the kernel refuses credentials an unprivileged sender may not claim (E
   const { closeSync } = await import('node:fs')
   closeSync(mine)
   closeSync(theirs)
+})
+
+test('passCredentials on a new pair: set on Linux; elsewhere refused, with each socket closed once', async (t) => {
+  const fdDir = process.platform === 'linux' ? '/proc/self/fd' : '/dev/fd'
+  const before = readdirSync(fdDir).length
+  if (process.platform === 'linux') {
+    const [a, b] = UnixSocket.pair('stream', { passCredentials: true })
+    a.close()
+    b.close()
+  } else {
+    t.throws(() => UnixSocket.pair('stream', { passCredentials: true }))
+  }
+  t.is(readdirSync(fdDir).length, before)
+  // A descriptor opened now may reuse a number the pair had: nothing may close it later.
+  const [r, w] = pipe()
+  gc() // the refused socket's native half, if it had kept the descriptor, would close it now
+  await turn()
+  await turn()
+  t.notThrows(() => {
+    fstatSync(r)
+    fstatSync(w)
+  })
+  closeSync(r)
+  closeSync(w)
 })

@@ -196,9 +196,11 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     this.#type = type
     this.#fd = fd
     this.#allowHalfOpen = options.allowHalfOpen
+    // Before the native half owns the descriptor: if this throws (macOS has no SO_PASSCRED), the
+    // caller still owns it and closes it, once.
+    if (options.passCredentials) native.setPassCredentials(fd, true)
     this.#native = new native.NativeSocket(fd, sockTypeOf(type), false, options.maxMessageSize, this, UnixSocket.#dispatch)
     collectedWhileOpen.register(this, `A ${type} UnixSocket (fd ${fd})`, this)
-    if (options.passCredentials) native.setPassCredentials(fd, true)
     this.on('newListener', (event) => {
       if (event === 'message') queueMicrotask(() => this.#updateReading())
     })
