@@ -59,6 +59,15 @@ function channelPair(): [FrameChannel, FrameChannel] {
   return [new FrameChannel(a), new FrameChannel(b)]
 }
 
+test.serial('closing a frame channel rejects a next() that was waiting', async (t) => {
+  const [a, b] = channelPair()
+  const waiting = b.next()
+  b.close()
+  await t.throwsAsync(waiting, { code: 'ERR_SENDMSG_FRAME_CLOSED' })
+  await t.throwsAsync(b.next(), { code: 'ERR_SENDMSG_FRAME_CLOSED' })
+  a.close()
+})
+
 test.serial('a spawned worker gets named listeners, serves on them, and stops when told', async (t) => {
   using temp = tempDir()
   const before = openFds()

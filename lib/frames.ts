@@ -120,7 +120,7 @@ export class FrameChannel extends EventEmitter {
     const frame = this.#frames.shift()
     if (frame !== undefined) return Promise.resolve((this.#previous = frame) as Frame<T>)
     if (this.#error) return Promise.reject(this.#error)
-    if (this.#ended || this.#closed) return Promise.reject(stateError('ERR_SENDMSG_FRAME_CLOSED', 'The channel closed before another frame arrived'))
+    if (this.#ended || this.#closed) return Promise.reject(channelClosed())
     return new Promise<Frame>((resolve, reject) => this.#waiters.push({ resolve, reject })).then((next) => (this.#previous = next) as Frame<T>)
   }
 
@@ -200,7 +200,7 @@ export class FrameChannel extends EventEmitter {
       this.#fail(frameError('the peer went away in the middle of a frame'))
       return
     }
-    for (const waiter of this.#waiters.splice(0)) waiter.reject(stateError('ERR_SENDMSG_FRAME_CLOSED', 'The channel closed before another frame arrived'))
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(channelClosed())
     this.emit('end')
   }
 
@@ -222,5 +222,10 @@ export class FrameChannel extends EventEmitter {
     if (this.#previous) settle(this.#previous)
     this.#previous = undefined
     this.socket.close()
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(channelClosed())
   }
+}
+
+function channelClosed(): Error {
+  return stateError('ERR_SENDMSG_FRAME_CLOSED', 'The channel closed before another frame arrived')
 }
