@@ -152,6 +152,39 @@ test.serial('peers that are not allowed are refused, on either side', async (t) 
   closeSync(tcp.fd)
 })
 
+test.serial('an allow callback that throws refuses the peer; closing an offer hangs up on a peer that never asked', async (t) => {
+  using temp = tempDir()
+  const tcp = await tcpListener()
+  const before = openFds()
+  const failure = new Error('allow failed')
+  const path = join(temp.dir, 'p', 'throwing.sock')
+  const offer = offerListeners(path, { http: tcp.fd }, {
+    allow: () => {
+      throw failure
+    },
+  })
+  const refused = once(offer, 'refused') as Promise<[Credentials, Error]>
+  await t.throwsAsync(takeListeners(path))
+  const [peer, error] = await refused
+  t.is(peer.pid, process.pid)
+  t.is(error, failure)
+  offer.close()
+
+  const quietPath = join(temp.dir, 'q', 'quiet.sock')
+  const quiet = offerListeners(quietPath, { http: tcp.fd })
+  quiet.on('rejected', () => t.fail('a peer cut off by close() is not reported as rejected'))
+  const silent = await UnixSocket.connect(quietPath) // connects, never asks for the listeners
+  silent.on('message', () => t.fail('nothing was asked for'))
+  await turn()
+  await turn()
+  const hungUp = once(silent, 'close')
+  quiet.close()
+  await hungUp
+  await turn()
+  t.is(openFds(), before)
+  closeSync(tcp.fd)
+})
+
 test.serial('an offer refuses a directory others may enter', async (t) => {
   using temp = tempDir()
   const open = join(temp.dir, 'open')

@@ -322,8 +322,9 @@ function privateDirectory(dir: string): void {
  * the new version of a supervisor taking over from the old one. The socket file is mode 0600 in a
  * directory only its owner can enter (created if missing), and every peer is checked by its
  * credentials (same user by default). Events: 'handoff' (the peer's credentials; it acknowledged
- * and holds the listeners), 'refused' (a peer that was not allowed), 'rejected' (a peer that broke
- * the protocol), 'error'. The offer stays open until closed.
+ * and holds the listeners), 'refused' (a peer that was not allowed, or for which `allow` threw: the
+ * error follows the credentials), 'rejected' (a peer that broke the protocol), 'error'. The offer
+ * stays open until closed.
  *
  * @example const offer = offerListeners('/run/app/handoff.sock', { http: server }); offer.once('handoff', stop)
  */
@@ -341,6 +342,9 @@ export class ListenerOffer extends EventEmitter {
   readonly #server: UnixServer
   readonly #listeners: Listeners
   readonly #allow: (peer: Credentials) => boolean
+  /** The peers being served, closed with the offer. */
+  readonly #channels = new Set<FrameChannel>()
+  #closed = false
 
   constructor(path: string, listeners: Listeners, options: OfferOptions) {
     super()
@@ -374,27 +378,40 @@ export class ListenerOffer extends EventEmitter {
       this.emit('rejected', error)
       return
     }
-    if (!this.#allow(peer)) {
+    let allowed: boolean
+    try {
+      allowed = this.#allow(peer)
+    } catch (error) {
+      socket.close()
+      this.emit('refused', peer, error)
+      return
+    }
+    if (!allowed) {
       socket.close()
       this.emit('refused', peer)
       return
     }
     const channel = new FrameChannel(socket, { maxFrameSize: 64 * 1024 })
+    this.#channels.add(channel)
     try {
       expectFrame(await channel.next(), 'take')
       await sendListeners(channel, this.#listeners)
       this.emit('handoff', peer)
     } catch (error) {
+      if (this.#closed) return
       await channel.send({ ...header('error'), message: (error as Error).message }).catch(() => {})
       this.emit('rejected', error, peer)
     } finally {
+      this.#channels.delete(channel)
       channel.close()
     }
   }
 
-  /** Stops offering; removes the socket file. */
+  /** Stops offering: removes the socket file and hangs up on peers still being served. */
   close(): void {
+    this.#closed = true
     this.#server.close()
+    for (const channel of this.#channels) channel.close()
   }
 }
 
