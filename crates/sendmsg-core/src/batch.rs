@@ -455,15 +455,18 @@ fn send_datagrams_raw(
   let mut sent = 0;
   for (message, control) in messages.iter().zip(&mut scratch.controls) {
     let header = header_for(message, control);
-    // SAFETY: the header points at live buffers for the call.
-    let n = unsafe { libc::sendmsg(socket, &header, libc::MSG_DONTWAIT | platform::SEND_FLAGS) };
-    if n < 0 {
-      let err = SysError::last("sendmsg");
-      match err.errno {
-        Errno::EINTR => continue,
-        _ if sent > 0 => break,
-        _ => return Err(err),
+    loop {
+      // SAFETY: the header points at live buffers for the call.
+      let n = unsafe { libc::sendmsg(socket, &header, libc::MSG_DONTWAIT | platform::SEND_FLAGS) };
+      if n >= 0 {
+        break;
       }
+      let err = SysError::last("sendmsg");
+      if err.errno == Errno::EINTR {
+        // The same message again: moving on would drop it while reporting the ones after it sent.
+        continue;
+      }
+      return if sent > 0 { Ok(sent) } else { Err(err) };
     }
     sent += 1;
   }
