@@ -96,6 +96,9 @@ impl RecvBatch {
       return Ok(());
     }
     self.dirty = usize::MAX;
+    // Until the new shape is complete: a failed allocation below must not leave a shape that the
+    // next call takes as ready (the control buffer, say, emptied).
+    self.capacity = 0;
     let data_len = capacity.saturating_mul(slot_size);
     if self.data.len() < data_len {
       self.data = crate::alloc::zeroed(data_len).ok_or(OutOfMemory)?;
@@ -128,10 +131,6 @@ impl RecvBatch {
     self.control_space = control_space;
     self.want_addresses = want_addresses;
     Ok(())
-  }
-
-  pub fn capacity(&self) -> usize {
-    self.capacity
   }
 
   /// Closes the descriptors nobody took and forgets the previous results.

@@ -78,6 +78,9 @@ impl ControlBuffer {
   /// Makes the buffer `len` bytes long and zero, reusing its allocation.
   pub fn resize(&mut self, len: usize) -> Result<(), std::collections::TryReserveError> {
     let words = len.div_ceil(size_of::<u64>());
+    // Emptied first, so that a failed reservation leaves an empty buffer rather than a `len`
+    // that `words` no longer backs (as_bytes relies on it).
+    self.len = 0;
     self.words.clear();
     self.words.try_reserve(words)?;
     self.words.resize(words, 0);
@@ -288,6 +291,15 @@ impl<'a> Iterator for CmsgWalker<'a> {
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn a_failed_resize_leaves_an_empty_buffer() {
+    let mut buffer = ControlBuffer::zeroed(64).unwrap();
+    assert!(buffer.resize(usize::MAX - 7).is_err());
+    assert_eq!(buffer.len(), 0);
+    assert!(buffer.as_bytes().is_empty());
+    assert!(buffer.as_msg_control().is_null());
+  }
 
   #[test]
   fn geometry_matches_libc() {
