@@ -34,11 +34,6 @@ impl SocketKind {
       _ => None,
     }
   }
-
-  /// Whether message boundaries are kept (and so a zero-length message is a message).
-  pub fn keeps_boundaries(self) -> bool {
-    !matches!(self, Self::Stream)
-  }
 }
 
 /// Flags for a new descriptor: close-on-exec always, and non-blocking when asked. Linux sets them
