@@ -16,7 +16,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 
 use crate::cmsg::{self, ControlBuffer, FD_SIZE, MAX_FDS_PER_MESSAGE};
-use crate::error::{SysError, SysResult};
+use crate::error::{retry_interrupted, SysError, SysResult};
 use crate::message::ReceivedCmsg;
 use crate::platform;
 
@@ -210,25 +210,16 @@ impl RecvBatch {
     }
     self.dirty = 0;
     let flags = libc::MSG_DONTWAIT | platform::RECV_FLAGS;
-    let n = loop {
-      // SAFETY: headers point into buffers owned by self for the duration of the call.
-      let n = unsafe {
-        libc::recvmmsg(
-          socket,
-          self.headers.as_mut_ptr(),
-          count as _,
-          flags as _,
-          std::ptr::null_mut(),
-        )
-      };
-      if n >= 0 {
-        break n as usize;
-      }
-      let err = SysError::last("recvmmsg");
-      if err.errno != Errno::EINTR {
-        return Err(err);
-      }
-    };
+    // SAFETY: headers point into buffers owned by self for the duration of the call.
+    let n = retry_interrupted("recvmmsg", || unsafe {
+      libc::recvmmsg(
+        socket,
+        self.headers.as_mut_ptr(),
+        count as _,
+        flags as _,
+        std::ptr::null_mut(),
+      ) as isize
+    })?;
     for i in 0..n {
       let header = self.headers[i].msg_hdr;
       self.record(i, self.headers[i].msg_len as usize, &header);
@@ -244,22 +235,19 @@ impl RecvBatch {
     while n < count {
       let mut header = self.prepare_slot(n);
       // SAFETY: the header points into buffers owned by self for the duration of the call.
-      let len = unsafe {
+      let received = retry_interrupted("recvmsg", || unsafe {
         libc::recvmsg(
           socket,
           &mut header,
           libc::MSG_DONTWAIT | platform::RECV_FLAGS,
         )
+      });
+      let len = match received {
+        Ok(len) => len,
+        Err(_) if n > 0 => break,
+        Err(err) => return Err(err),
       };
-      if len < 0 {
-        let err = SysError::last("recvmsg");
-        match err.errno {
-          Errno::EINTR => continue,
-          _ if n > 0 => break,
-          _ => return Err(err),
-        }
-      }
-      self.record(n, len as usize, &header);
+      self.record(n, len, &header);
       n += 1;
       // A zero-length read on a stream is the end: nothing follows it.
       if len == 0 {
@@ -432,17 +420,10 @@ fn send_datagrams_raw(
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn sendmmsg(socket: RawFd, headers: &mut [libc::mmsghdr]) -> SysResult<usize> {
   let flags = libc::MSG_DONTWAIT | platform::SEND_FLAGS;
-  loop {
-    // SAFETY: the headers point at the caller's buffers and our control buffers for the call.
-    let n = unsafe { libc::sendmmsg(socket, headers.as_mut_ptr(), headers.len() as _, flags as _) };
-    if n >= 0 {
-      return Ok(n as usize);
-    }
-    let err = SysError::last("sendmmsg");
-    if err.errno != Errno::EINTR {
-      return Err(err);
-    }
-  }
+  // SAFETY: the headers point at the caller's buffers and our control buffers for the call.
+  retry_interrupted("sendmmsg", || unsafe {
+    libc::sendmmsg(socket, headers.as_mut_ptr(), headers.len() as _, flags as _) as isize
+  })
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -454,20 +435,15 @@ fn send_datagrams_raw(
   let mut sent = 0;
   for (message, control) in messages.iter().zip(&mut scratch.controls) {
     let header = header_for(message, control);
-    loop {
-      // SAFETY: the header points at live buffers for the call.
-      let n = unsafe { libc::sendmsg(socket, &header, libc::MSG_DONTWAIT | platform::SEND_FLAGS) };
-      if n >= 0 {
-        break;
-      }
-      let err = SysError::last("sendmsg");
-      if err.errno == Errno::EINTR {
-        // The same message again: moving on would drop it while reporting the ones after it sent.
-        continue;
-      }
-      return if sent > 0 { Ok(sent) } else { Err(err) };
+    // SAFETY: the header points at live buffers for the call.
+    let result = retry_interrupted("sendmsg", || unsafe {
+      libc::sendmsg(socket, &header, libc::MSG_DONTWAIT | platform::SEND_FLAGS)
+    });
+    match result {
+      Ok(_) => sent += 1,
+      Err(_) if sent > 0 => break,
+      Err(err) => return Err(err),
     }
-    sent += 1;
   }
   Ok(sent)
 }
@@ -596,19 +572,14 @@ fn send_run(
     address: None,
   };
   let header = header_for(&outgoing, control);
-  loop {
-    // SAFETY: the header points at live buffers for the call.
-    let n = unsafe { libc::sendmsg(socket, &header, libc::MSG_DONTWAIT | platform::SEND_FLAGS) };
-    if n >= 0 {
-      let n = n as usize;
-      return Ok((n, usize::from(n == run.len)));
-    }
-    let err = SysError::last("sendmsg");
-    match err.errno {
-      Errno::EINTR => continue,
-      Errno::EAGAIN => return Ok((0, 0)),
-      _ => return Err(err),
-    }
+  // SAFETY: the header points at live buffers for the call.
+  let result = retry_interrupted("sendmsg", || unsafe {
+    libc::sendmsg(socket, &header, libc::MSG_DONTWAIT | platform::SEND_FLAGS)
+  });
+  match result {
+    Ok(n) => Ok((n, usize::from(n == run.len))),
+    Err(err) if err.errno == Errno::EAGAIN => Ok((0, 0)),
+    Err(err) => Err(err),
   }
 }
 

@@ -80,6 +80,24 @@ impl std::error::Error for SysError {}
 
 pub type SysResult<T> = Result<T, SysError>;
 
+/// Makes a libc call that returns -1 and sets errno on failure, again for as long as a signal
+/// interrupts it (EINTR): its result, or its error under `syscall`'s name.
+pub(crate) fn retry_interrupted(
+  syscall: &'static str,
+  mut call: impl FnMut() -> isize,
+) -> SysResult<usize> {
+  loop {
+    let result = call();
+    if result >= 0 {
+      return Ok(result as usize);
+    }
+    let err = SysError::last(syscall);
+    if err.errno != Errno::EINTR {
+      return Err(err);
+    }
+  }
+}
+
 /// Adds the syscall name to a nix result.
 pub(crate) trait Syscall<T> {
   fn syscall(self, name: &'static str) -> SysResult<T>;

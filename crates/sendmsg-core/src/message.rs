@@ -9,7 +9,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 
 use crate::cmsg::{self, ControlBuffer, RawCmsg};
-use crate::error::{SysError, SysResult};
+use crate::error::{retry_interrupted, SysError, SysResult};
 use crate::platform;
 use crate::socket;
 
@@ -150,17 +150,10 @@ pub fn send(
   msg.msg_controllen = control.len() as _;
   msg.msg_control = control.as_msg_control();
   let flags = flags | platform::SEND_FLAGS;
-  loop {
-    // SAFETY: msg points at live buffers for the duration of the call.
-    let sent = unsafe { libc::sendmsg(socket, &msg, flags) };
-    if sent >= 0 {
-      return Ok(sent as usize);
-    }
-    let err = SysError::last("sendmsg");
-    if err.errno != nix::errno::Errno::EINTR {
-      return Err(err.into());
-    }
-  }
+  // SAFETY: msg points at live buffers for the duration of the call.
+  Ok(retry_interrupted("sendmsg", || unsafe {
+    libc::sendmsg(socket, &msg, flags)
+  })?)
 }
 
 fn carries_fds(control: &ControlBuffer) -> bool {
@@ -192,44 +185,39 @@ pub fn recv_vectored(
   // SAFETY: zeroed sockaddr_storage and msghdr are valid.
   let mut address: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
   let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-  loop {
+  msg.msg_iov = iov.as_mut_ptr() as *mut libc::iovec;
+  msg.msg_iovlen = iov.len() as _;
+  msg.msg_control = control.as_msg_control();
+  let received = retry_interrupted("recvmsg", || {
+    // Set again on every attempt: the kernel writes these back.
     if want_address {
       msg.msg_name = (&mut address as *mut libc::sockaddr_storage).cast();
       msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as _;
     }
-    msg.msg_iov = iov.as_mut_ptr() as *mut libc::iovec;
-    msg.msg_iovlen = iov.len() as _;
     msg.msg_controllen = control.len() as _;
-    msg.msg_control = control.as_msg_control();
     msg.msg_flags = 0;
     // SAFETY: msg points at live buffers for the duration of the call.
-    let received = unsafe { libc::recvmsg(socket, &mut msg, flags | platform::RECV_FLAGS) };
-    if received >= 0 {
-      let control_len = (msg.msg_controllen as usize).min(control.len());
-      // SAFETY: these are the bytes the kernel just wrote for this process.
-      let control_messages = unsafe { take_control(&control.as_bytes()[..control_len]) };
-      platform::after_receive(&control_messages)?;
-      let address = if want_address && msg.msg_namelen > 0 {
-        // SAFETY: the kernel wrote `msg_namelen` bytes of a sockaddr.
-        unsafe {
-          SockaddrStorage::from_raw(
-            (&address as *const libc::sockaddr_storage).cast(),
-            Some(msg.msg_namelen as _),
-          )
-        }
-      } else {
-        None
-      };
-      return Ok(ReceivedMessage {
-        len: (received as usize).min(capacity),
-        flags: platform::clean_flags(msg.msg_flags),
-        control: control_messages,
-        address,
-      });
+    unsafe { libc::recvmsg(socket, &mut msg, flags | platform::RECV_FLAGS) }
+  })?;
+  let control_len = (msg.msg_controllen as usize).min(control.len());
+  // SAFETY: these are the bytes the kernel just wrote for this process.
+  let control_messages = unsafe { take_control(&control.as_bytes()[..control_len]) };
+  platform::after_receive(&control_messages)?;
+  let address = if want_address && msg.msg_namelen > 0 {
+    // SAFETY: the kernel wrote `msg_namelen` bytes of a sockaddr.
+    unsafe {
+      SockaddrStorage::from_raw(
+        (&address as *const libc::sockaddr_storage).cast(),
+        Some(msg.msg_namelen as _),
+      )
     }
-    let err = SysError::last("recvmsg");
-    if err.errno != nix::errno::Errno::EINTR {
-      return Err(err);
-    }
-  }
+  } else {
+    None
+  };
+  Ok(ReceivedMessage {
+    len: received.min(capacity),
+    flags: platform::clean_flags(msg.msg_flags),
+    control: control_messages,
+    address,
+  })
 }
