@@ -594,7 +594,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
       this.#connecting = undefined
       this.#setWatchingWritable(false)
       try {
-        native.checkSocketError(this.#fd, 'connect')
+        native.finishConnect(this.#fd)
         connecting.resolve()
       } catch (error) {
         connecting.reject(error as Error)

@@ -42,7 +42,7 @@ use sendmsg_core::SysError;
 
 use crate::js_call::{value, AsyncContext, CallOutcome, HandleScope, Reference};
 use crate::reactor::{self, Ready, Watcher};
-use crate::{errors, outgoing};
+use crate::{errors, outgoing, socket_ops};
 
 pub const EVENT_MESSAGE: i32 = 0;
 pub const EVENT_WRITABLE: i32 = 1;
@@ -723,9 +723,7 @@ impl NativeSocket {
     owner: Unknown,
     dispatch: Unknown,
   ) -> Result<Self> {
-    let kind = SocketKind::from_raw(sock_type).ok_or_else(|| {
-      errors::throw_type_error(&env, "ERR_INVALID_ARG_VALUE", "unsupported socket type")
-    })?;
+    let kind = socket_ops::kind_of(&env, sock_type)?;
     if !reactor::available() {
       return Err(errors::throw_state_error(
         &env,
@@ -733,9 +731,7 @@ impl NativeSocket {
         "this runtime does not expose libuv's poll functions, which event-loop sockets need",
       ));
     }
-    // SAFETY: the caller hands us fd; it is open for the duration of these calls.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    sendmsg_core::fd::set_nonblocking(borrowed, true)
+    sendmsg_core::fd::set_nonblocking(socket_ops::borrow(fd), true)
       .map_err(|err| errors::throw_sys(&env, err))?;
     let js = JsSide {
       owner: RefCell::new(Reference::new(env.raw(), owner.raw(), false)?),
@@ -760,43 +756,29 @@ impl NativeSocket {
     Ok(Self { inner })
   }
 
-  #[napi(getter)]
-  pub fn fd(&self) -> i32 {
-    self.inner.fd.get()
-  }
-
-  #[napi(getter)]
-  pub fn closed(&self) -> bool {
-    self.inner.closed.get()
-  }
-
   /// Starts delivering messages (or connections).
   #[napi]
   pub fn read_start(&self, env: Env) -> Result<()> {
-    self.inner.reading.set(true);
-    self
-      .inner
-      .interest_changed()
-      .map_err(|err| errors::throw_sys(&env, err))
+    self.set_interest(&env, &self.inner.reading, true)
   }
 
   #[napi]
   pub fn read_stop(&self, env: Env) -> Result<()> {
-    self.inner.reading.set(false);
-    self
-      .inner
-      .interest_changed()
-      .map_err(|err| errors::throw_sys(&env, err))
+    self.set_interest(&env, &self.inner.reading, false)
   }
 
   /// Asks for (or stops asking for) EVENT_WRITABLE.
   #[napi]
   pub fn watch_writable(&self, env: Env, on: bool) -> Result<()> {
-    self.inner.want_writable.set(on);
+    self.set_interest(&env, &self.inner.want_writable, on)
+  }
+
+  fn set_interest(&self, env: &Env, interest: &Cell<bool>, on: bool) -> Result<()> {
+    interest.set(on);
     self
       .inner
       .interest_changed()
-      .map_err(|err| errors::throw_sys(&env, err))
+      .map_err(|err| errors::throw_sys(env, err))
   }
 
   /// Sends queued messages without blocking. `parts` holds the data of all of them in order;

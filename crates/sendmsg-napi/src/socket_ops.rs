@@ -12,14 +12,14 @@ use sendmsg_core::SysError;
 
 use crate::errors;
 
-fn kind_of(env: &Env, sock_type: i32) -> Result<SocketKind> {
+pub(crate) fn kind_of(env: &Env, sock_type: i32) -> Result<SocketKind> {
   SocketKind::from_raw(sock_type).ok_or_else(|| {
     errors::throw_type_error(env, "ERR_INVALID_ARG_VALUE", "unsupported socket type")
   })
 }
 
 /// SAFETY: the caller's descriptor stays open for the duration of the call.
-fn borrow(fd: i32) -> BorrowedFd<'static> {
+pub(crate) fn borrow(fd: i32) -> BorrowedFd<'static> {
   unsafe { BorrowedFd::borrow_raw(fd) }
 }
 
@@ -56,20 +56,17 @@ pub fn connect_unix(env: Env, fd: i32, path: &[u8]) -> Result<bool> {
   }
 }
 
-/// Throws the socket's pending error (`SO_ERROR`) if it has one, as from `syscall`.
+/// Once a non-blocking connect's socket is writable: throws how the connect failed, if it did
+/// (the socket's pending error, `SO_ERROR`).
 #[napi]
-pub fn check_socket_error(env: Env, fd: i32, syscall: String) -> Result<()> {
+pub fn finish_connect(env: Env, fd: i32) -> Result<()> {
   let errno = socket::take_error(borrow(fd)).map_err(|err| errors::throw_sys(&env, err))?;
   if errno == 0 {
     return Ok(());
   }
-  let syscall: &'static str = match syscall.as_str() {
-    "connect" => "connect",
-    _ => "getsockopt",
-  };
   Err(errors::throw_sys(
     &env,
-    SysError::new(syscall, Errno::from_raw(errno)),
+    SysError::new("connect", Errno::from_raw(errno)),
   ))
 }
 

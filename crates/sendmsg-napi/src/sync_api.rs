@@ -11,9 +11,9 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use sendmsg_core::cmsg::{self, ControlBuffer};
 use sendmsg_core::message::{self, ReceivedCmsg};
-use sendmsg_core::socket::{self, SocketKind};
+use sendmsg_core::socket;
 
-use crate::{errors, outgoing};
+use crate::{errors, outgoing, socket_ops};
 
 thread_local! {
   /// Reused across calls on one thread; large one-off requests do not stay cached.
@@ -133,9 +133,7 @@ pub fn get_socket_family(env: Env, fd: i32) -> Result<i32> {
 /// A connected pair of AF_UNIX sockets of `sock_type` (`SOCK_STREAM`, ...), both close-on-exec.
 #[napi]
 pub fn socketpair(env: Env, sock_type: i32, nonblocking: bool) -> Result<Vec<i32>> {
-  let kind = SocketKind::from_raw(sock_type).ok_or_else(|| {
-    errors::throw_type_error(&env, "ERR_INVALID_ARG_VALUE", "unsupported socket type")
-  })?;
+  let kind = socket_ops::kind_of(&env, sock_type)?;
   let (a, b) = socket::socketpair(kind, nonblocking).map_err(|err| errors::throw_sys(&env, err))?;
   Ok(vec![a.into_raw_fd(), b.into_raw_fd()])
 }
@@ -169,9 +167,7 @@ pub fn pipe(env: Env) -> Result<Vec<i32>> {
 /// A new descriptor for the same socket or file, close-on-exec.
 #[napi]
 pub fn dup(env: Env, fd: i32) -> Result<i32> {
-  // SAFETY: the caller's descriptor is open for the duration of the call.
-  let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-  sendmsg_core::fd::dup_cloexec(borrowed)
+  sendmsg_core::fd::dup_cloexec(socket_ops::borrow(fd))
     .map(IntoRawFd::into_raw_fd)
     .map_err(|err| errors::throw_sys(&env, err))
 }
