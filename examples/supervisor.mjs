@@ -21,7 +21,14 @@ const { values } = parseArgs({
   },
 })
 const workerScript = new URL('./http-worker.mjs', import.meta.url).pathname
-const report = (event) => (process.send ? process.send(event) : console.log(JSON.stringify(event)))
+// Resolves once the event is out (or cannot be sent: the parent is gone), so that exiting right
+// after it does not drop it.
+const report = (event) =>
+  new Promise((resolve) => {
+    if (!process.send) resolve(console.log(JSON.stringify(event)))
+    else if (!process.connected) resolve()
+    else process.send(event, () => resolve())
+  })
 
 // The listening socket, as a descriptor nobody polls in this process.
 let listener
@@ -79,12 +86,16 @@ async function restart() {
   report({ event: 'restarted' })
 }
 
-async function shutdown(reason) {
-  let served = 0
-  for (const worker of workers) served += await stopWorker(worker)
-  workers = []
-  report({ event: 'stopped', reason, served })
-  process.exit(0)
+let stopping
+function shutdown(reason) {
+  stopping ??= (async () => {
+    let served = 0
+    for (const worker of workers) served += await stopWorker(worker)
+    workers = []
+    await report({ event: 'stopped', reason, served })
+    process.exit(0)
+  })()
+  return stopping
 }
 
 function offer(path) {
@@ -106,3 +117,5 @@ process.on('message', (message) => {
 })
 process.on('SIGHUP', () => void restart())
 process.on('SIGTERM', () => void shutdown('SIGTERM'))
+// Forked, and the parent is gone (killed, crashed): nobody will send 'shutdown', so stop now.
+process.on('disconnect', () => void shutdown('disconnected'))
