@@ -3,7 +3,8 @@
 // on fd 3, and times from the first send until the child reports that it received everything.
 //
 //   node peer.mjs oneway|roundtrip|handoff <stream|seqpacket|dgram> <payload> <fds> <count>
-// Prints one JSON line: {"messages":N,"seconds":S}.
+// Prints one JSON line: {"messages":N,"seconds":S}. Exits non-zero if the child exits before the
+// run is over; on SIGTERM (benchmark/run.mjs's time limit) it stops the child first.
 //
 // handoff: one listening TCP socket per message; the child takes the descriptor (and closes it).
 // handoff-server: the same, and the child turns each into a listening net.Server before closing it,
@@ -30,6 +31,17 @@ async function parent() {
     stdio: ['ignore', 'inherit', 'inherit', theirs.fd],
   })
   theirs.close()
+  let finished = false
+  peer.once('exit', (code, signal) => {
+    if (finished) return process.exit(0)
+    console.error(`peer.mjs: the child exited (${code ?? signal}) before the run was over`)
+    process.exit(1)
+  })
+  // A datagram child sees no end-of-file when this process goes: stop it.
+  process.once('SIGTERM', () => {
+    peer.kill('SIGKILL')
+    process.exit(1)
+  })
   let passed = openSync('/dev/null', 'r')
   if (mode.startsWith('handoff')) {
     const listener = net.createServer().listen(0, '127.0.0.1')
@@ -68,10 +80,11 @@ async function parent() {
   }
   const seconds = Number(process.hrtime.bigint() - start) / 1e9
   console.log(JSON.stringify({ messages: count, seconds }))
+  finished = true
   mine.close()
-  // Datagram sockets see no end-of-file when the peer closes: stop the child ourselves.
+  // Datagram sockets see no end-of-file when the peer closes: stop the child ourselves (its exit
+  // then ends this process).
   peer.kill()
-  peer.on('exit', () => process.exit(0))
 }
 
 function child() {
