@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 
 const [payloadArg, countArg, role, path] = process.argv.slice(2)
 const payload = Number(payloadArg)
@@ -34,7 +35,7 @@ if (role === 'child') {
   const socketPath = join(dir, 'net.sock')
   const server = net.createServer().listen(socketPath)
   await once(server, 'listening')
-  const child = spawn(process.execPath, [new URL(import.meta.url).pathname, payloadArg, countArg, 'child', socketPath], { stdio: 'inherit' })
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), payloadArg, countArg, 'child', socketPath], { stdio: 'inherit' })
   // However this process ends (a crash included), the socket's folder goes.
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
   let finished = false

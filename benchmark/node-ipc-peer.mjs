@@ -8,6 +8,7 @@
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
 import net from 'node:net'
+import { fileURLToPath } from 'node:url'
 
 const count = Number(process.argv[2])
 
@@ -22,7 +23,7 @@ if (process.argv[3] === 'child') {
 } else {
   const server = net.createServer().listen(0, '127.0.0.1')
   await once(server, 'listening')
-  const child = fork(new URL(import.meta.url).pathname, [String(count), 'child'])
+  const child = fork(fileURLToPath(import.meta.url), [String(count), 'child'])
   let finished = false
   child.once('exit', (code, signal) => {
     if (finished) return

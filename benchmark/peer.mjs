@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { openSync } from 'node:fs'
 import net from 'node:net'
+import { fileURLToPath } from 'node:url'
 import { UnixSocket } from 'sendmsg'
 
 const [mode, type, payloadArg, fdsArg, countArg, role] = process.argv.slice(2)
@@ -27,7 +28,7 @@ else await parent()
 
 async function parent() {
   const [mine, theirs] = UnixSocket.pair(type)
-  const peer = spawn(process.execPath, [new URL(import.meta.url).pathname, mode, type, payloadArg, fdsArg, countArg, 'child'], {
+  const peer = spawn(process.execPath, [fileURLToPath(import.meta.url), mode, type, payloadArg, fdsArg, countArg, 'child'], {
     stdio: ['ignore', 'inherit', 'inherit', theirs.fd],
   })
   theirs.close()

@@ -4,6 +4,7 @@
 //   node examples/pass-a-pipe.mjs
 import { spawn } from 'node:child_process'
 import { closeSync, readSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { fdsFromAncillary, pipe, recvmsg, scmRights, sendmsg, socketpair } from 'sendmsg'
 
 if (process.argv[2] === 'child') {
@@ -17,7 +18,7 @@ if (process.argv[2] === 'child') {
 } else {
   const [parentEnd, childEnd] = socketpair()
   const [readEnd, writeEnd] = pipe()
-  const child = spawn(process.execPath, [new URL(import.meta.url).pathname, 'child'], {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), 'child'], {
     stdio: ['ignore', 'inherit', 'inherit', childEnd],
   })
   closeSync(childEnd)

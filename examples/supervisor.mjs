@@ -10,6 +10,7 @@
 // workers and SIGTERM shuts down.
 import { once } from 'node:events'
 import net from 'node:net'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { dup, offerListeners, spawnWorker, takeListeners } from 'sendmsg'
 
@@ -20,7 +21,7 @@ const { values } = parseArgs({
     take: { type: 'string' },
   },
 })
-const workerScript = new URL('./http-worker.mjs', import.meta.url).pathname
+const workerScript = fileURLToPath(new URL('./http-worker.mjs', import.meta.url))
 // Resolves once the event is out (or cannot be sent: the parent is gone), so that exiting right
 // after it does not drop it.
 const report = (event) =>

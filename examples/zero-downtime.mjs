@@ -8,11 +8,12 @@ import { fork } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 
 const quick = process.argv.includes('--quick')
 const WORKERS = quick ? 2 : 3
 const PAUSE = quick ? 300 : 1500
-const here = new URL('.', import.meta.url).pathname
+const here = fileURLToPath(new URL('.', import.meta.url))
 const start = Date.now()
 const say = (text) => console.log(`[${((Date.now() - start) / 1000).toFixed(2).padStart(6)}s] ${text}`)
 const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
