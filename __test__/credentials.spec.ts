@@ -2,10 +2,7 @@
 import test from 'ava'
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 
 import {
   credentialsFromAncillary,
@@ -20,7 +17,9 @@ import {
   type Message,
 } from 'sendmsg'
 
-const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
+import { tempDir } from './helpers.ts'
+import { fixture } from './processes.ts'
+
 const linux = process.platform === 'linux' ? test : test.skip
 if (process.platform !== 'linux') console.log('SCM_CREDENTIALS tests skipped: Linux only')
 
@@ -32,8 +31,8 @@ test('the peer of a pair is this process', (t) => {
 })
 
 test('the peer of a connection is the process that connected', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'sendmsg-cred-'))
-  const path = join(dir, 's.sock')
+  using temp = tempDir('sendmsg-cred-')
+  const path = join(temp.dir, 's.sock')
   const server = UnixServer.listen(path)
   const accepted = once(server, 'connection')
   const child = spawn(process.execPath, ['-e', `require('net').connect(${JSON.stringify(path)}).on('close', () => process.exit(0))`])
@@ -42,7 +41,6 @@ test('the peer of a connection is the process that connected', async (t) => {
   socket.close()
   await once(child, 'exit')
   server.close()
-  rmSync(dir, { recursive: true, force: true })
 })
 
 linux('credentials sent with SCM_CREDENTIALS arrive, through the sync API and as message.credentials', async (t) => {
