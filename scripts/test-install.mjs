@@ -20,7 +20,7 @@
 // Each step is one check; ends with "N passed, N failed, N skipped". SENDMSG_KEEP_INSTALL_TEST=1
 // keeps the temporary folder for a look.
 import { spawn, spawnSync } from 'node:child_process'
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { accessSync, chmodSync, constants, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { delimiter, dirname, join } from 'node:path'
@@ -139,12 +139,33 @@ async function registryToken(url) {
   return body.token
 }
 
-/** PATH without any folder that holds cargo or rustc: what a user without Rust has. */
-function pathWithoutRust() {
+/** The tools the consumer's steps run by name: npm (and npx), node (npm's `#!/usr/bin/env node`), sh. */
+const CONSUMER_TOOLS = ['npm', 'npx', 'sh']
+
+/**
+ * PATH without any folder that holds cargo or rustc (what a user without Rust has), after `bin`: a
+ * new folder of links to node and CONSUMER_TOOLS. Those stay reachable even when they share a
+ * folder with cargo (a distribution's node and cargo both in /usr/bin), which is dropped whole.
+ */
+function pathWithoutRust(bin) {
+  const folders = (process.env.PATH ?? '').split(delimiter).filter(Boolean)
   const hasRust = (folder) => ['cargo', 'rustc'].some((tool) => existsSync(join(folder, tool)))
-  const folders = (process.env.PATH ?? '').split(delimiter).filter((folder) => folder && !hasRust(folder))
-  // npm and node themselves must stay reachable.
-  return [dirname(process.execPath), ...folders].join(delimiter)
+  const executable = (file) => {
+    try {
+      accessSync(file, constants.X_OK)
+      return statSync(file).isFile()
+    } catch {
+      return false
+    }
+  }
+  mkdirSync(bin)
+  symlinkSync(process.execPath, join(bin, 'node'))
+  for (const tool of CONSUMER_TOOLS) {
+    const found = folders.map((folder) => join(folder, tool)).find(executable)
+    if (!found) throw new Error(`${tool} is not on PATH`)
+    symlinkSync(found, join(bin, tool))
+  }
+  return [bin, ...folders.filter((folder) => !hasRust(folder))].join(delimiter)
 }
 
 // --- what the consumer project runs ---------------------------------------------------------
@@ -330,7 +351,7 @@ async function main() {
     writeFileSync(join(project, '.npmrc'), `registry=${registry.url}\n`)
     const userEnv = {
       ...process.env,
-      PATH: pathWithoutRust(),
+      PATH: pathWithoutRust(join(temp, 'consumer-bin')),
       npm_config_userconfig: join(project, '.npmrc'),
       npm_config_cache: join(temp, 'npm-cache-user'),
       npm_config_audit: 'false',
