@@ -23,16 +23,13 @@ import { spawn, spawnSync } from 'node:child_process'
 import { accessSync, chmodSync, constants, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { delimiter, dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { delimiter, join } from 'node:path'
 
 import { parseTriple } from '@napi-rs/cli'
 
-import { summaryLine } from './lib/suites.mjs'
+import { root, summaryLine } from './lib/suites.mjs'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
-const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
 const totals = { passed: 0, failed: 0, skipped: 0 }
 
 class StepFailed extends Error {}
@@ -298,7 +295,7 @@ async function main() {
     })
   }
   try {
-    const upstream = run(npm, ['config', 'get', 'registry'], { cwd: temp }).trim()
+    const upstream = run('npm', ['config', 'get', 'registry'], { cwd: temp }).trim()
     registry = await startRegistry(registryDir, await freePort(), upstream)
     const token = await registryToken(registry.url)
     const host = registry.url.replace(/^http:/, '')
@@ -310,7 +307,7 @@ async function main() {
 
     let tarball
     step('npm pack of the root package', () => {
-      tarball = run(npm, ['pack', '--ignore-scripts', '--silent', '--pack-destination', temp], { cwd: root }).trim().split('\n').at(-1)
+      tarball = run('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', temp], { cwd: root }).trim().split('\n').at(-1)
       mkdirSync(stage)
       run('tar', ['-xzf', join(temp, tarball), '-C', stage])
       const shipped = readdirSync(join(stage, 'package'))
@@ -340,8 +337,8 @@ async function main() {
     })
 
     step(`npm publish of ${manifest.name}`, () => {
-      run(npm, ['publish', '--ignore-scripts'], { cwd: staged, env: publishEnv })
-      const view = JSON.parse(run(npm, ['view', '--json', `${manifest.name}@${manifest.version}`], { cwd: temp, env: publishEnv }))
+      run('npm', ['publish', '--ignore-scripts'], { cwd: staged, env: publishEnv })
+      const view = JSON.parse(run('npm', ['view', '--json', `${manifest.name}@${manifest.version}`], { cwd: temp, env: publishEnv }))
       return `optionalDependencies ${JSON.stringify(view.optionalDependencies)}`
     })
 
@@ -367,7 +364,7 @@ async function main() {
     })
 
     step(`npm install ${manifest.name}`, () => {
-      run(npm, ['install', manifest.name], inProject)
+      run('npm', ['install', manifest.name], inProject)
       const installed = join(project, 'node_modules')
       const own = readdirSync(join(installed, manifest.name))
       if (own.some((file) => file.endsWith('.node'))) throw new Error('a binary appeared in the root package: was it built?')
@@ -395,7 +392,7 @@ async function main() {
 
     step('TypeScript consumer type-checks (node16 and bundler resolution)', () => {
       const pinned = (name) => `${name}@${JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')).version}`
-      run(npm, ['install', '--save-dev', pinned('typescript'), pinned('@types/node')], inProject)
+      run('npm', ['install', '--save-dev', pinned('typescript'), pinned('@types/node')], inProject)
       writeFileSync(join(project, 'consumer.ts'), CONSUMER_TS)
       writeFileSync(join(project, 'consumer.mts'), CONSUMER_TS)
       writeFileSync(join(project, 'tsconfig.node16.json'), tsconfig('node16', 'node16'))
