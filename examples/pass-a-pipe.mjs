@@ -3,7 +3,7 @@
 //
 //   node examples/pass-a-pipe.mjs
 import { spawn } from 'node:child_process'
-import { closeSync, readSync } from 'node:fs'
+import { closeSync, readSync, writeSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { fdsFromAncillary, pipe, recvmsg, scmRights, sendmsg, socketpair } from 'sendmsg'
 
@@ -13,7 +13,7 @@ if (process.argv[2] === 'child') {
   const [fd] = fdsFromAncillary(ancillary)
   const line = `hello from child ${process.pid}, writing through a descriptor it was handed\n`
   // The descriptor is a plain fd now: any fs call works on it.
-  ;(await import('node:fs')).writeSync(fd, line)
+  writeSync(fd, line)
   closeSync(fd)
 } else {
   const [parentEnd, childEnd] = socketpair()
