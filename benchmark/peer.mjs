@@ -11,7 +11,7 @@
 // as Node's own subprocess.send(message, server) does for its child (node-ipc-peer.mjs).
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { openSync } from 'node:fs'
+import { closeSync, openSync } from 'node:fs'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { UnixSocket } from 'sendmsg'
@@ -43,11 +43,15 @@ async function parent() {
     peer.kill('SIGKILL')
     process.exit(1)
   })
-  let passed = openSync('/dev/null', 'r')
+  // The descriptor sent: a listening TCP socket to hand over, otherwise /dev/null (closed at the end).
+  let passed
+  let devNull
   if (mode.startsWith('handoff')) {
     const listener = net.createServer().listen(0, '127.0.0.1')
     await once(listener, 'listening')
     passed = listener._handle.fd
+  } else {
+    passed = devNull = openSync('/dev/null', 'r')
   }
   const options = fdsPerMessage > 0 ? { fds: new Array(fdsPerMessage).fill(passed) } : undefined
   const data = Buffer.alloc(payload)
@@ -83,6 +87,7 @@ async function parent() {
   console.log(JSON.stringify({ messages: count, seconds }))
   finished = true
   mine.close()
+  if (devNull !== undefined) closeSync(devNull)
   // Datagram sockets see no end-of-file when the peer closes: stop the child ourselves (its exit
   // then ends this process).
   peer.kill()
