@@ -3,12 +3,13 @@
 import test from 'ava'
 import dgram from 'node:dgram'
 import { once } from 'node:events'
-import { closeSync, mkdtempSync, rmSync } from 'node:fs'
+import { closeSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 import { dup, pipe, toDgramSocket, toNetServer, toNetSocket, UnixServer, UnixSocket, type Message } from 'sendmsg'
+
+import { tempDir } from './helpers.ts'
 
 async function listening(): Promise<net.Server> {
   const server = net.createServer().listen(0, '127.0.0.1')
@@ -32,8 +33,8 @@ test('a listening TCP descriptor becomes a net.Server that serves', async (t) =>
 })
 
 test('a listening AF_UNIX stream descriptor, received in a message, becomes a net.Server', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'sendmsg-bridge-'))
-  const path = join(dir, 'u.sock')
+  using temp = tempDir('sendmsg-bridge-')
+  const path = join(temp.dir, 'u.sock')
   const unix = UnixServer.listen(path)
   const [a, b] = UnixSocket.pair('seqpacket')
   const arrived = once(b, 'message')
@@ -52,7 +53,6 @@ test('a listening AF_UNIX stream descriptor, received in a message, becomes a ne
   unix.close()
   a.close()
   b.close()
-  rmSync(dir, { recursive: true, force: true })
 })
 
 test('a connected TCP descriptor becomes a net.Socket', async (t) => {

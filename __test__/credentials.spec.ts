@@ -2,10 +2,8 @@
 import test from 'ava'
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { closeSync, fstatSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { closeSync, fstatSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 
@@ -23,10 +21,10 @@ import {
   type Message,
 } from 'sendmsg'
 
-import { turn } from './helpers.ts'
+import { tempDir, turn } from './helpers.ts'
+import { fixture } from './processes.ts'
 
 const gc = (setFlagsFromString('--expose-gc'), runInNewContext('gc')) as () => void
-const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
 const linux = process.platform === 'linux' ? test : test.skip
 if (process.platform !== 'linux') console.log('SCM_CREDENTIALS tests skipped: Linux only')
 
@@ -38,8 +36,8 @@ test('the peer of a pair is this process', (t) => {
 })
 
 test('the peer of a connection is the process that connected', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'sendmsg-cred-'))
-  const path = join(dir, 's.sock')
+  using temp = tempDir('sendmsg-cred-')
+  const path = join(temp.dir, 's.sock')
   const server = UnixServer.listen(path)
   const accepted = once(server, 'connection')
   const child = spawn(process.execPath, ['-e', `require('net').connect(${JSON.stringify(path)}).on('close', () => process.exit(0))`])
@@ -48,7 +46,6 @@ test('the peer of a connection is the process that connected', async (t) => {
   socket.close()
   await once(child, 'exit')
   server.close()
-  rmSync(dir, { recursive: true, force: true })
 })
 
 linux('credentials sent with SCM_CREDENTIALS arrive, through the sync API and as message.credentials', async (t) => {

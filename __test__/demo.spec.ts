@@ -8,6 +8,13 @@ test('the zero-downtime demo serves every request', async (t) => {
   const demo = spawn(process.execPath, [fileURLToPath(new URL('../examples/zero-downtime.mjs', import.meta.url)), '--quick'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   })
+  // A hang guard below ava's own timeout, and no demo left running whatever happens to the test: the
+  // demo stops its children when it gets SIGTERM, and they stop when it is gone.
+  const guard = setTimeout(() => demo.kill(), 90_000)
+  t.teardown(() => {
+    clearTimeout(guard)
+    if (demo.exitCode === null && demo.signalCode === null) demo.kill()
+  })
   let out = ''
   demo.stdout.on('data', (chunk) => (out += chunk))
   const code = await new Promise((resolve) => demo.on('exit', resolve))

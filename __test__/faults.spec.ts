@@ -11,16 +11,12 @@ import { constants as osConstants } from 'node:os'
 
 import { pipe, sendmsg, scmRights, socketpair, UnixServer, UnixSocket, type Message, type NodeError, type SocketType } from 'sendmsg'
 
-import { inode, isCloexec, openFds, turn } from './helpers.ts'
+import { inode, isCloexec, nextMessage, openFds, turn } from './helpers.ts'
 import { blockedInRecvmsg, fixture, signalPending, spawnChild, spawnFixture } from './processes.ts'
 
 const linux = process.platform === 'linux'
 const STREAMING_TYPES: SocketType[] = linux ? ['stream', 'seqpacket'] : ['stream']
 if (!linux) console.log('faults: seqpacket, RLIMIT and /proc-based tests skipped: they need Linux')
-
-function nextMessage(socket: UnixSocket): Promise<Message> {
-  return once(socket, 'message').then(([message]) => message as Message)
-}
 
 /** Resolves when everything that holds the write end of the pipe `readEnd` has closed it. */
 function endOfFile(readEnd: number): Promise<void> {

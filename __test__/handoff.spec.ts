@@ -3,11 +3,9 @@
 // Serial: the tests count open descriptors.
 import test from 'ava'
 import { once } from 'node:events'
-import { closeSync, mkdirSync, mkdtempSync, rmSync, statSync, writeSync } from 'node:fs'
+import { closeSync, mkdirSync, statSync, writeSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 
 import {
   dup,
@@ -24,14 +22,8 @@ import {
   type NodeError,
 } from 'sendmsg'
 
-import { openFds, turn } from './helpers.ts'
-
-const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
-
-function tempDir(): { dir: string; [Symbol.dispose](): void } {
-  const dir = mkdtempSync(join(tmpdir(), 'sendmsg-handoff-'))
-  return { dir, [Symbol.dispose]: () => rmSync(dir, { recursive: true, force: true }) }
-}
+import { openFds, tempDir, turn } from './helpers.ts'
+import { fixture } from './processes.ts'
 
 /** A listening TCP socket as a bare descriptor that nothing accepts on. */
 async function tcpListener(): Promise<{ fd: number; port: number }> {
@@ -69,7 +61,7 @@ test.serial('closing a frame channel rejects a next() that was waiting', async (
 })
 
 test.serial('a spawned worker gets named listeners, serves on them, and stops when told', async (t) => {
-  using temp = tempDir()
+  using temp = tempDir('sendmsg-handoff-')
   const before = openFds()
   const tcp = await tcpListener()
   const unixPath = join(temp.dir, 'w.sock')
@@ -109,7 +101,7 @@ test.serial('more listeners than one message can carry go in several frames', as
 })
 
 test.serial('a new process takes the listeners from a 0600 socket in a 0700 directory, after checking who offers them', async (t) => {
-  using temp = tempDir()
+  using temp = tempDir('sendmsg-handoff-')
   const before = openFds()
   const tcp = await tcpListener()
   const path = join(temp.dir, 'private', 'supervisor.sock')
@@ -137,7 +129,7 @@ test.serial('a new process takes the listeners from a 0600 socket in a 0700 dire
 })
 
 test.serial('peers that are not allowed are refused, on either side', async (t) => {
-  using temp = tempDir()
+  using temp = tempDir('sendmsg-handoff-')
   const tcp = await tcpListener()
   const path = join(temp.dir, 'p', 'refusing.sock')
   const offer = offerListeners(path, { http: tcp.fd }, { allow: () => false })
@@ -186,7 +178,7 @@ test.serial('an allow callback that throws refuses the peer; closing an offer ha
 })
 
 test.serial('an offer refuses a directory others may enter', async (t) => {
-  using temp = tempDir()
+  using temp = tempDir('sendmsg-handoff-')
   const open = join(temp.dir, 'open')
   mkdirSync(open, { mode: 0o755 })
   const tcp = await tcpListener()
@@ -295,7 +287,7 @@ for (const [what, send, message] of garbage) {
 }
 
 test.serial('an offer that gets garbage from one peer rejects it and keeps serving the next', async (t) => {
-  using temp = tempDir()
+  using temp = tempDir('sendmsg-handoff-')
   const before = openFds()
   const tcp = await tcpListener()
   const path = join(temp.dir, 'o', 'offer.sock')

@@ -1,6 +1,11 @@
-// What the specs share: counting the process's open descriptors, reading descriptor flags, and
-// small wrappers around raw-fd I/O.
-import { closeSync, fstatSync, readFileSync, readSync, readdirSync } from 'node:fs'
+// What the specs share: counting the process's open descriptors, reading descriptor flags, small
+// wrappers around raw-fd I/O, temporary folders and waiting for a message.
+import { once } from 'node:events'
+import { closeSync, fstatSync, mkdtempSync, readFileSync, readSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import type { Message, UnixSocket } from 'sendmsg'
 
 const FD_DIR = process.platform === 'linux' ? '/proc/self/fd' : '/dev/fd'
 
@@ -44,4 +49,18 @@ export function closeAll(...fds: number[]): void {
 export function inode(fd: number): string {
   const stat = fstatSync(fd)
   return `${stat.dev}:${stat.ino}`
+}
+
+/**
+ * A new empty folder under the system's temporary one, removed with everything in it when the
+ * scope that holds it ends, a failed assertion or a throw included: `using temp = tempDir()`.
+ */
+export function tempDir(prefix = 'sendmsg-'): { dir: string; [Symbol.dispose](): void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  return { dir, [Symbol.dispose]: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** The next message `socket` emits. */
+export function nextMessage(socket: UnixSocket): Promise<Message> {
+  return once(socket, 'message').then(([message]) => message as Message)
 }

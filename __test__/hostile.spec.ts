@@ -16,15 +16,13 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import dgram from 'node:dgram'
 import fc from 'fast-check'
-import { closeSync, fstatSync, mkdtempSync, rmSync } from 'node:fs'
+import { closeSync, fstatSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 
 import * as api from 'sendmsg'
 import { FrameChannel, ListenerOffer, Message, ReceivedFd, UnixServer, UnixSocket, type SocketType } from 'sendmsg'
 
-import { openFds, turn } from './helpers.ts'
+import { openFds, tempDir, turn } from './helpers.ts'
 
 /** Thrown by the test's own hostile getters and traps: allowed to surface unchanged. */
 class CallersOwnError extends Error {}
@@ -474,10 +472,10 @@ test.serial('every event-loop constructor and method: defined errors or rejectio
   // The first child process makes libuv open its signal pipe for SIGCHLD, once for good: do that
   // before counting descriptors.
   await once(spawn(process.execPath, ['-e', '']), 'exit')
-  const dir = mkdtempSync(join(tmpdir(), 'sendmsg-hostile-'))
+  using temp = tempDir('sendmsg-hostile-')
   const cwd = process.cwd()
   // Random names bind sockets in the current directory: make it a throwaway one.
-  process.chdir(dir)
+  process.chdir(temp.dir)
   const before = openFds()
   const p = pool()
   // The pool's peers drain whatever is sent to them, descriptors included (closed by the package).
@@ -496,7 +494,6 @@ test.serial('every event-loop constructor and method: defined errors or rejectio
   } finally {
     p.close()
     process.chdir(cwd)
-    rmSync(dir, { recursive: true, force: true })
   }
   await turn()
   t.is(openFds(), before)

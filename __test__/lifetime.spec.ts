@@ -2,14 +2,12 @@
 import test from 'ava'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 
 import { UnixSocket, type Message } from 'sendmsg'
 
 import { openFds, turn } from './helpers.ts'
-
-const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
+import { fixture } from './processes.ts'
 
 function runNode(args: string[], timeoutMs: number): Promise<{ code: number | null; signal: string | null; stdout: string }> {
   return new Promise((resolve) => {

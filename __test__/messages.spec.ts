@@ -3,9 +3,8 @@
 import test from 'ava'
 import dgram from 'node:dgram'
 import { once } from 'node:events'
-import { closeSync, mkdtempSync, rmSync } from 'node:fs'
+import { closeSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
 import os from 'node:os'
 import { join } from 'node:path'
 
@@ -23,6 +22,8 @@ import {
   socketpair,
   type SocketType,
 } from 'sendmsg'
+
+import { tempDir } from './helpers.ts'
 
 const seqpacket = process.platform === 'darwin' ? test.skip : test
 if (process.platform === 'darwin') console.log('seqpacket tests skipped: macOS has no AF_UNIX SOCK_SEQPACKET')
@@ -110,8 +111,8 @@ test('constants carry the running platform\'s values', (t) => {
 })
 
 test('Node\'s own sockets work as the socket argument', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'sendmsg-'))
-  const path = join(dir, 'server.sock')
+  using temp = tempDir()
+  const path = join(temp.dir, 'server.sock')
   const server = net.createServer().listen(path)
   await once(server, 'listening')
   t.is(getSocketFamily(server), AF_UNIX)
@@ -134,5 +135,4 @@ test('Node\'s own sockets work as the socket argument', async (t) => {
   client.destroy()
   udp.close()
   await Promise.all([new Promise((r) => server.close(r)), new Promise((r) => tcp.close(r))])
-  rmSync(dir, { recursive: true, force: true })
 })

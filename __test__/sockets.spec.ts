@@ -2,27 +2,17 @@
 // ordering between messages. Serial: several tests count open descriptors.
 import test from 'ava'
 import { once } from 'node:events'
-import { closeSync, mkdtempSync, readSync, rmSync, writeSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { closeSync, readSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 import { mock } from 'node:test'
 
 import { pipe, recvmsg, socketpair, UnixServer, UnixSocket, type Message, type NodeError, type SocketType } from 'sendmsg'
 
-import { openFds, turn } from './helpers.ts'
+import { nextMessage, openFds, tempDir, turn } from './helpers.ts'
 
 const TYPES: SocketType[] = process.platform === 'darwin' ? ['stream', 'dgram'] : ['stream', 'seqpacket', 'dgram']
 const linuxOnly = process.platform === 'linux' ? test.serial : test.serial.skip
 if (process.platform !== 'linux') console.log('abstract-namespace tests skipped: Linux only')
-
-function nextMessage(socket: UnixSocket): Promise<Message> {
-  return once(socket, 'message').then(([message]) => message as Message)
-}
-
-function tempDir(): { dir: string; [Symbol.dispose](): void } {
-  const dir = mkdtempSync(join(tmpdir(), 'sendmsg-'))
-  return { dir, [Symbol.dispose]: () => rmSync(dir, { recursive: true, force: true }) }
-}
 
 for (const type of TYPES) {
   test.serial(`${type}: a pair passes data and a descriptor`, async (t) => {

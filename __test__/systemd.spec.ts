@@ -3,16 +3,17 @@
 import test from 'ava'
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { closeSync, mkdtempSync, rmSync } from 'node:fs'
+import { closeSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 import { listenFds, UnixSocket, type Message } from 'sendmsg'
 
-const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
+import { tempDir } from './helpers.ts'
+import { fixture } from './processes.ts'
+
 const example = (name: string) => fileURLToPath(new URL(`../examples/${name}`, import.meta.url))
 const linux = process.platform === 'linux' ? test : test.skip
 if (process.platform !== 'linux') console.log('systemd tests skipped: systemd is Linux only')
@@ -81,15 +82,14 @@ async function notifications(address: string, path: string | undefined, state: u
 }
 
 linux('notify sends READY/STATUS to NOTIFY_SOCKET, and stores descriptors with FDSTORE', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'sendmsg-notify-'))
-  const path = join(dir, 'notify.sock')
+  using temp = tempDir('sendmsg-notify-')
+  const path = join(temp.dir, 'notify.sock')
   const ready = await notifications(path, undefined, { READY: 1, STATUS: 'serving' }, false)
   t.is(ready.sent, true)
   t.is(ready.message.data.toString(), 'READY=1\nSTATUS=serving')
-  const store = await notifications(join(dir, 'notify2.sock'), undefined, { FDSTORE: 1, FDNAME: 'stdout' }, true)
+  const store = await notifications(join(temp.dir, 'notify2.sock'), undefined, { FDSTORE: 1, FDNAME: 'stdout' }, true)
   t.is(store.message.data.toString(), 'FDSTORE=1\nFDNAME=stdout')
   t.is(store.message.fds.length, 1)
-  rmSync(dir, { recursive: true, force: true })
 })
 
 linux('notify reaches an abstract NOTIFY_SOCKET written @name', async (t) => {

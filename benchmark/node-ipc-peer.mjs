@@ -3,10 +3,12 @@
 // net.Server it gets and reports when it has them all.
 //
 //   node node-ipc-peer.mjs <count>
-// Prints one JSON line: {"messages":N,"seconds":S}.
+// Prints one JSON line: {"messages":N,"seconds":S}. Exits non-zero if the child exits before the
+// run is over; on SIGTERM (benchmark/run.mjs's time limit) it stops the child first.
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
 import net from 'node:net'
+import { fileURLToPath } from 'node:url'
 
 const count = Number(process.argv[2])
 
@@ -21,7 +23,17 @@ if (process.argv[3] === 'child') {
 } else {
   const server = net.createServer().listen(0, '127.0.0.1')
   await once(server, 'listening')
-  const child = fork(new URL(import.meta.url).pathname, [String(count), 'child'])
+  const child = fork(fileURLToPath(import.meta.url), [String(count), 'child'])
+  let finished = false
+  child.once('exit', (code, signal) => {
+    if (finished) return
+    console.error(`node-ipc-peer.mjs: the child exited (${code ?? signal}) before the run was over`)
+    process.exit(1)
+  })
+  process.once('SIGTERM', () => {
+    child.kill('SIGKILL')
+    process.exit(1)
+  })
   await once(child, 'message')
   const start = process.hrtime.bigint()
   const done = once(child, 'message')
@@ -29,6 +41,7 @@ if (process.argv[3] === 'child') {
   await done
   const seconds = Number(process.hrtime.bigint() - start) / 1e9
   console.log(JSON.stringify({ messages: count, seconds }))
+  finished = true
   child.send('bye')
   server.close()
 }

@@ -3,15 +3,17 @@
 // on fd 3, and times from the first send until the child reports that it received everything.
 //
 //   node peer.mjs oneway|roundtrip|handoff <stream|seqpacket|dgram> <payload> <fds> <count>
-// Prints one JSON line: {"messages":N,"seconds":S}.
+// Prints one JSON line: {"messages":N,"seconds":S}. Exits non-zero if the child exits before the
+// run is over; on SIGTERM (benchmark/run.mjs's time limit) it stops the child first.
 //
 // handoff: one listening TCP socket per message; the child takes the descriptor (and closes it).
 // handoff-server: the same, and the child turns each into a listening net.Server before closing it,
 // as Node's own subprocess.send(message, server) does for its child (node-ipc-peer.mjs).
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { openSync } from 'node:fs'
+import { closeSync, openSync } from 'node:fs'
 import net from 'node:net'
+import { fileURLToPath } from 'node:url'
 import { UnixSocket } from 'sendmsg'
 
 const [mode, type, payloadArg, fdsArg, countArg, role] = process.argv.slice(2)
@@ -26,15 +28,30 @@ else await parent()
 
 async function parent() {
   const [mine, theirs] = UnixSocket.pair(type)
-  const peer = spawn(process.execPath, [new URL(import.meta.url).pathname, mode, type, payloadArg, fdsArg, countArg, 'child'], {
+  const peer = spawn(process.execPath, [fileURLToPath(import.meta.url), mode, type, payloadArg, fdsArg, countArg, 'child'], {
     stdio: ['ignore', 'inherit', 'inherit', theirs.fd],
   })
   theirs.close()
-  let passed = openSync('/dev/null', 'r')
+  let finished = false
+  peer.once('exit', (code, signal) => {
+    if (finished) return process.exit(0)
+    console.error(`peer.mjs: the child exited (${code ?? signal}) before the run was over`)
+    process.exit(1)
+  })
+  // A datagram child sees no end-of-file when this process goes: stop it.
+  process.once('SIGTERM', () => {
+    peer.kill('SIGKILL')
+    process.exit(1)
+  })
+  // The descriptor sent: a listening TCP socket to hand over, otherwise /dev/null (closed at the end).
+  let passed
+  let devNull
   if (mode.startsWith('handoff')) {
     const listener = net.createServer().listen(0, '127.0.0.1')
     await once(listener, 'listening')
     passed = listener._handle.fd
+  } else {
+    passed = devNull = openSync('/dev/null', 'r')
   }
   const options = fdsPerMessage > 0 ? { fds: new Array(fdsPerMessage).fill(passed) } : undefined
   const data = Buffer.alloc(payload)
@@ -68,10 +85,12 @@ async function parent() {
   }
   const seconds = Number(process.hrtime.bigint() - start) / 1e9
   console.log(JSON.stringify({ messages: count, seconds }))
+  finished = true
   mine.close()
-  // Datagram sockets see no end-of-file when the peer closes: stop the child ourselves.
+  if (devNull !== undefined) closeSync(devNull)
+  // Datagram sockets see no end-of-file when the peer closes: stop the child ourselves (its exit
+  // then ends this process).
   peer.kill()
-  peer.on('exit', () => process.exit(0))
 }
 
 function child() {

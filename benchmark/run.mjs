@@ -21,15 +21,19 @@ const SCALE = quick ? 0.25 : 1
 const build = join(here, '.build')
 mkdirSync(build, { recursive: true })
 const cPeer = join(build, 'peer')
-execFileSync(process.env.CC ?? 'cc', ['-O2', '-o', cPeer, join(here, 'native', 'peer.c')], { stdio: 'inherit' })
+execFileSync(process.env.CC ?? 'cc', ['-O2', '-o', cPeer, join(here, 'native', 'peer.c')], { stdio: 'inherit', timeout: 120_000, killSignal: 'SIGKILL' })
 
 const hasTaskset = process.platform === 'linux' && spawnSync('taskset', ['-c', '0', 'true']).status === 0
 const placements = hasTaskset ? ['one vCPU', 'free'] : ['free']
 
+// A hang guard, not a measurement: the slowest full-size run takes a few seconds. SIGTERM, so
+// that the peer stops its child (a datagram child would not notice its parent going).
+const RUN_LIMIT_MS = 180_000
+
 /** Runs a peer command and returns messages per second. */
 function rate(command, args, placement) {
   const [cmd, argv] = placement === 'one vCPU' ? ['taskset', ['-c', '0', command, ...args]] : [command, args]
-  const out = execFileSync(cmd, argv, { cwd: here, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
+  const out = execFileSync(cmd, argv, { cwd: here, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: RUN_LIMIT_MS, killSignal: 'SIGTERM' })
   const { messages, seconds } = JSON.parse(out.trim().split('\n').pop())
   return messages / seconds
 }

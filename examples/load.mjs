@@ -1,6 +1,7 @@
 // A small HTTP load generator for the demo: `concurrency` loops, each making one request after
 // another to 127.0.0.1:PORT on a new connection every time (no keep-alive: every request tests
-// that a connection is accepted). Forked with IPC: on 'stop' it reports its totals.
+// that a connection is accepted). Forked with IPC: it reports { event: 'started' }, and on 'stop'
+// { event: 'totals', totals }; it exits if its parent goes away.
 //
 //   node examples/load.mjs <port> [concurrency]
 import http from 'node:http'
@@ -45,6 +46,8 @@ process.on('message', async (message) => {
   if (message !== 'stop') return
   running = false
   await Promise.all(loops)
-  process.send(totals, () => process.exit(0))
+  process.send({ event: 'totals', totals }, () => process.exit(0))
 })
-process.send?.('started')
+// The parent is gone (killed, crashed): nobody will say 'stop' or read the totals.
+process.on('disconnect', () => process.exit(1))
+process.send?.({ event: 'started' })

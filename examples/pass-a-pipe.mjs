@@ -3,7 +3,8 @@
 //
 //   node examples/pass-a-pipe.mjs
 import { spawn } from 'node:child_process'
-import { closeSync, readSync } from 'node:fs'
+import { closeSync, readSync, writeSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { fdsFromAncillary, pipe, recvmsg, scmRights, sendmsg, socketpair } from 'sendmsg'
 
 if (process.argv[2] === 'child') {
@@ -12,12 +13,12 @@ if (process.argv[2] === 'child') {
   const [fd] = fdsFromAncillary(ancillary)
   const line = `hello from child ${process.pid}, writing through a descriptor it was handed\n`
   // The descriptor is a plain fd now: any fs call works on it.
-  ;(await import('node:fs')).writeSync(fd, line)
+  writeSync(fd, line)
   closeSync(fd)
 } else {
   const [parentEnd, childEnd] = socketpair()
   const [readEnd, writeEnd] = pipe()
-  const child = spawn(process.execPath, [new URL(import.meta.url).pathname, 'child'], {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), 'child'], {
     stdio: ['ignore', 'inherit', 'inherit', childEnd],
   })
   closeSync(childEnd)

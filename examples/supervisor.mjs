@@ -10,6 +10,7 @@
 // workers and SIGTERM shuts down.
 import { once } from 'node:events'
 import net from 'node:net'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { dup, offerListeners, spawnWorker, takeListeners } from 'sendmsg'
 
@@ -20,8 +21,15 @@ const { values } = parseArgs({
     take: { type: 'string' },
   },
 })
-const workerScript = new URL('./http-worker.mjs', import.meta.url).pathname
-const report = (event) => (process.send ? process.send(event) : console.log(JSON.stringify(event)))
+const workerScript = fileURLToPath(new URL('./http-worker.mjs', import.meta.url))
+// Resolves once the event is out (or cannot be sent: the parent is gone), so that exiting right
+// after it does not drop it.
+const report = (event) =>
+  new Promise((resolve) => {
+    if (!process.send) resolve(console.log(JSON.stringify(event)))
+    else if (!process.connected) resolve()
+    else process.send(event, () => resolve())
+  })
 
 // The listening socket, as a descriptor nobody polls in this process.
 let listener
@@ -79,12 +87,16 @@ async function restart() {
   report({ event: 'restarted' })
 }
 
-async function shutdown(reason) {
-  let served = 0
-  for (const worker of workers) served += await stopWorker(worker)
-  workers = []
-  report({ event: 'stopped', reason, served })
-  process.exit(0)
+let stopping
+function shutdown(reason) {
+  stopping ??= (async () => {
+    let served = 0
+    for (const worker of workers) served += await stopWorker(worker)
+    workers = []
+    await report({ event: 'stopped', reason, served })
+    process.exit(0)
+  })()
+  return stopping
 }
 
 function offer(path) {
@@ -106,3 +118,5 @@ process.on('message', (message) => {
 })
 process.on('SIGHUP', () => void restart())
 process.on('SIGTERM', () => void shutdown('SIGTERM'))
+// Forked, and the parent is gone (killed, crashed): nobody will send 'shutdown', so stop now.
+process.on('disconnect', () => void shutdown('disconnected'))

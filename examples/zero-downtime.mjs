@@ -5,23 +5,29 @@
 //
 //   node examples/zero-downtime.mjs [--quick]      (npm run demo)
 import { fork } from 'node:child_process'
-import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 
 const quick = process.argv.includes('--quick')
 const WORKERS = quick ? 2 : 3
 const PAUSE = quick ? 300 : 1500
-const here = new URL('.', import.meta.url).pathname
+const here = fileURLToPath(new URL('.', import.meta.url))
 const start = Date.now()
 const say = (text) => console.log(`[${((Date.now() - start) / 1000).toFixed(2).padStart(6)}s] ${text}`)
 const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const children = []
 
+/** A child that dies makes the next send to it fail: said here, and next() rejects. */
+function watch(child) {
+  children.push(child)
+  child.on('error', (error) => say(`process ${child.pid}: ${error.message}`))
+}
+
 function startSupervisor(args) {
   const child = fork(join(here, 'supervisor.mjs'), ['--workers', String(WORKERS), ...args], { stdio: 'inherit' })
-  children.push(child)
+  watch(child)
   child.on('message', (message) => {
     if (message.event === 'worker-replaced') say(`  worker ${message.old} -> ${message.new} (the old one served ${message.served} requests)`)
     if (message.event === 'refused' || message.event === 'rejected') say(`  handoff ${message.event}: ${JSON.stringify(message)}`)
@@ -29,21 +35,36 @@ function startSupervisor(args) {
   return child
 }
 
+/** The child's next message of this event; rejects if the child exits first. */
 function next(child, event) {
   return new Promise((resolve, reject) => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      return reject(new Error(`process ${child.pid} exited (${child.exitCode ?? child.signalCode}) before '${event}'`))
+    }
     const onMessage = (message) => {
       if (message.event !== event) return
       child.off('message', onMessage)
       child.off('exit', onExit)
       resolve(message)
     }
-    const onExit = (code) => reject(new Error(`process ${child.pid} exited (${code}) before '${event}'`))
+    const onExit = (code, signal) => reject(new Error(`process ${child.pid} exited (${code ?? signal}) before '${event}'`))
     child.on('message', onMessage)
     child.once('exit', onExit)
   })
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'sendmsg-demo-'))
+function cleanUp() {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill()
+  rmSync(dir, { recursive: true, force: true })
+}
+// Stopped from outside (Ctrl-C, a test's teardown): the children and the folder go too.
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    cleanUp()
+    process.exit(1)
+  })
+}
 let failed = true
 try {
   const first = startSupervisor([])
@@ -51,8 +72,8 @@ try {
   say(`supervisor ${first.pid} listens on 127.0.0.1:${ready.port}, workers ${ready.workers.join(', ')}`)
 
   const load = fork(join(here, 'load.mjs'), [String(ready.port), '16'], { stdio: 'inherit' })
-  children.push(load)
-  await once(load, 'message')
+  watch(load)
+  await next(load, 'started')
   say('load generator running: 16 concurrent clients, a new connection per request')
   await pause(PAUSE)
 
@@ -74,7 +95,7 @@ try {
   await pause(PAUSE)
 
   load.send('stop')
-  const [totals] = await once(load, 'message')
+  const { totals } = await next(load, 'totals')
   second.send({ cmd: 'shutdown' })
   await next(second, 'stopped')
 
@@ -86,7 +107,6 @@ try {
   failed = totals.failed > 0 || totals.ok === 0
   console.log(failed ? 'FAILED: some requests failed' : 'zero-downtime: every request was served')
 } finally {
-  for (const child of children) if (child.exitCode === null) child.kill()
-  rmSync(dir, { recursive: true, force: true })
+  cleanUp()
 }
 process.exit(failed ? 1 : 0)

@@ -15,17 +15,16 @@ import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { homedir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import { summaryLine } from './lib/suites.mjs'
+import { root, summaryLine } from './lib/suites.mjs'
 
 /** What README.md states for the published linux-*-gnu binaries (napi-rs cross toolchain's sysroot). */
 const PUBLISHED_FLOOR = '2.17'
 /** What README.md states for a build from source on this project's machines (Debian 12, glibc 2.36). */
 const HOST_BUILD_FLOOR = '2.34'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const CROSS_TARGET = 'x86_64-unknown-linux-gnu'
 
 const compare = (a, b) => {

@@ -11,7 +11,6 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
 
 function run(command, args) {
   const result = spawnSync(command, args, { cwd: root, stdio: 'inherit' })
@@ -36,7 +35,7 @@ const buildOnly = process.argv.includes('--build-only')
 const installed = existsSync(join(root, 'node_modules', '.bin', 'napi'))
 if (!buildOnly && !installed) {
   console.log('setup: installing npm packages (the prepare script builds the addon)')
-  run(npm, ['install', '--no-audit', '--no-fund'])
+  run('npm', ['install', '--no-audit', '--no-fund'])
 } else {
-  run(npm, ['run', '--silent', 'build'])
+  run('npm', ['run', '--silent', 'build'])
 }

@@ -68,6 +68,7 @@ async function receive() {
       const command = message.data.toString()
       if (command === 'warm') void settle().then(() => (warm = sample()))
       if (command === 'done') void finish()
+      if (command === 'bye!') process.exit(0)
       return
     }
     messages++
@@ -93,6 +94,9 @@ async function receive() {
     await settle()
     console.log(JSON.stringify({ messages, fds, taken, closedEarly, start, warm, end: sample() }))
   }
+  // The sender says 'bye!' once it has measured its own end. Not exiting right after the report:
+  // a stream or seqpacket sender would then see end-of-file and close its socket before it counts
+  // its descriptors. Not waiting for 'end' alone either: a datagram socket never gets one.
   socket.on('end', () => process.exit(0))
 }
 
@@ -113,6 +117,8 @@ async function drive() {
     stdio: ['ignore', 'pipe', 'inherit', theirs],
   })
   closeSync(theirs)
+  // However this process ends, the receiver does not outlive it (a datagram one would wait forever).
+  process.on('exit', () => child.exitCode === null && child.signalCode === null && child.kill())
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]()
   const nextReport = async () => {
     const { value, done } = await lines.next()
@@ -162,6 +168,7 @@ async function drive() {
   const took = elapsed()
   await settle()
   const end = sample()
+  await socket.send('bye!')
   socket.close()
   closeSync(r)
   closeSync(w)

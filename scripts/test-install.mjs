@@ -20,19 +20,16 @@
 // Each step is one check; ends with "N passed, N failed, N skipped". SENDMSG_KEEP_INSTALL_TEST=1
 // keeps the temporary folder for a look.
 import { spawn, spawnSync } from 'node:child_process'
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { accessSync, chmodSync, constants, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { delimiter, dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { delimiter, join } from 'node:path'
 
 import { parseTriple } from '@napi-rs/cli'
 
-import { summaryLine } from './lib/suites.mjs'
+import { root, summaryLine } from './lib/suites.mjs'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
-const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
 const totals = { passed: 0, failed: 0, skipped: 0 }
 
 class StepFailed extends Error {}
@@ -139,12 +136,33 @@ async function registryToken(url) {
   return body.token
 }
 
-/** PATH without any folder that holds cargo or rustc: what a user without Rust has. */
-function pathWithoutRust() {
+/** The tools the consumer's steps run by name: npm (and npx), node (npm's `#!/usr/bin/env node`), sh. */
+const CONSUMER_TOOLS = ['npm', 'npx', 'sh']
+
+/**
+ * PATH without any folder that holds cargo or rustc (what a user without Rust has), after `bin`: a
+ * new folder of links to node and CONSUMER_TOOLS. Those stay reachable even when they share a
+ * folder with cargo (a distribution's node and cargo both in /usr/bin), which is dropped whole.
+ */
+function pathWithoutRust(bin) {
+  const folders = (process.env.PATH ?? '').split(delimiter).filter(Boolean)
   const hasRust = (folder) => ['cargo', 'rustc'].some((tool) => existsSync(join(folder, tool)))
-  const folders = (process.env.PATH ?? '').split(delimiter).filter((folder) => folder && !hasRust(folder))
-  // npm and node themselves must stay reachable.
-  return [dirname(process.execPath), ...folders].join(delimiter)
+  const executable = (file) => {
+    try {
+      accessSync(file, constants.X_OK)
+      return statSync(file).isFile()
+    } catch {
+      return false
+    }
+  }
+  mkdirSync(bin)
+  symlinkSync(process.execPath, join(bin, 'node'))
+  for (const tool of CONSUMER_TOOLS) {
+    const found = folders.map((folder) => join(folder, tool)).find(executable)
+    if (!found) throw new Error(`${tool} is not on PATH`)
+    symlinkSync(found, join(bin, tool))
+  }
+  return [bin, ...folders.filter((folder) => !hasRust(folder))].join(delimiter)
 }
 
 // --- what the consumer project runs ---------------------------------------------------------
@@ -277,7 +295,7 @@ async function main() {
     })
   }
   try {
-    const upstream = run(npm, ['config', 'get', 'registry'], { cwd: temp }).trim()
+    const upstream = run('npm', ['config', 'get', 'registry'], { cwd: temp }).trim()
     registry = await startRegistry(registryDir, await freePort(), upstream)
     const token = await registryToken(registry.url)
     const host = registry.url.replace(/^http:/, '')
@@ -289,7 +307,7 @@ async function main() {
 
     let tarball
     step('npm pack of the root package', () => {
-      tarball = run(npm, ['pack', '--ignore-scripts', '--silent', '--pack-destination', temp], { cwd: root }).trim().split('\n').at(-1)
+      tarball = run('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', temp], { cwd: root }).trim().split('\n').at(-1)
       mkdirSync(stage)
       run('tar', ['-xzf', join(temp, tarball), '-C', stage])
       const shipped = readdirSync(join(stage, 'package'))
@@ -319,8 +337,8 @@ async function main() {
     })
 
     step(`npm publish of ${manifest.name}`, () => {
-      run(npm, ['publish', '--ignore-scripts'], { cwd: staged, env: publishEnv })
-      const view = JSON.parse(run(npm, ['view', '--json', `${manifest.name}@${manifest.version}`], { cwd: temp, env: publishEnv }))
+      run('npm', ['publish', '--ignore-scripts'], { cwd: staged, env: publishEnv })
+      const view = JSON.parse(run('npm', ['view', '--json', `${manifest.name}@${manifest.version}`], { cwd: temp, env: publishEnv }))
       return `optionalDependencies ${JSON.stringify(view.optionalDependencies)}`
     })
 
@@ -330,7 +348,7 @@ async function main() {
     writeFileSync(join(project, '.npmrc'), `registry=${registry.url}\n`)
     const userEnv = {
       ...process.env,
-      PATH: pathWithoutRust(),
+      PATH: pathWithoutRust(join(temp, 'consumer-bin')),
       npm_config_userconfig: join(project, '.npmrc'),
       npm_config_cache: join(temp, 'npm-cache-user'),
       npm_config_audit: 'false',
@@ -346,7 +364,7 @@ async function main() {
     })
 
     step(`npm install ${manifest.name}`, () => {
-      run(npm, ['install', manifest.name], inProject)
+      run('npm', ['install', manifest.name], inProject)
       const installed = join(project, 'node_modules')
       const own = readdirSync(join(installed, manifest.name))
       if (own.some((file) => file.endsWith('.node'))) throw new Error('a binary appeared in the root package: was it built?')
@@ -374,7 +392,7 @@ async function main() {
 
     step('TypeScript consumer type-checks (node16 and bundler resolution)', () => {
       const pinned = (name) => `${name}@${JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')).version}`
-      run(npm, ['install', '--save-dev', pinned('typescript'), pinned('@types/node')], inProject)
+      run('npm', ['install', '--save-dev', pinned('typescript'), pinned('@types/node')], inProject)
       writeFileSync(join(project, 'consumer.ts'), CONSUMER_TS)
       writeFileSync(join(project, 'consumer.mts'), CONSUMER_TS)
       writeFileSync(join(project, 'tsconfig.node16.json'), tsconfig('node16', 'node16'))

@@ -12,16 +12,13 @@
 // "N passed, N failed, N skipped". Dependency-free.
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync } from 'node:fs'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 
-import { countAva, runAll } from './lib/suites.mjs'
+import { countAva, root, runAll } from './lib/suites.mjs'
 
 // Exact versions, so a run is repeatable; each satisfies ava 7's engines (^20.19 || ^22.20 || ^24.12).
 export const NODE_MATRIX = ['20.20.2', '22.23.3', '24.21.0']
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
 const major = (version) => version.replace(/^v/, '').split('.')[0]
 
 /** The path of a `node` binary of exactly `version`, installed from the npm registry when missing. */
@@ -33,7 +30,7 @@ function nodeBinary(version) {
     console.log(`installing node@${version} from the npm registry into ${prefix}`)
     mkdirSync(prefix, { recursive: true })
     const install = spawnSync(
-      npm,
+      'npm',
       ['install', '--prefix', prefix, '--no-save', '--no-package-lock', '--no-audit', '--no-fund', `node@${version}`],
       { stdio: 'inherit' },
     )

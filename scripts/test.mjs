@@ -2,12 +2,10 @@
 // Runs every suite below in turn, streaming their output, and ends with one line that sums them
 // up: "N passed, N failed, N skipped" (CI reads it). Exits non-zero if any suite failed.
 // Dependency-free; `npm test` runs it after scripts/setup.mjs. Arguments are passed on to ava.
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 
-import { countAva, countCargo, countOne, countSummary, runAll } from './lib/suites.mjs'
+import { countAva, countCargo, countOne, countSummary, root, runAll } from './lib/suites.mjs'
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const bin = (name) => join(root, 'node_modules', '.bin', name)
 
 await runAll([

@@ -6,11 +6,14 @@
  *   peer oneway  <stream|seqpacket|dgram> <payload bytes> <fds per message> <messages>
  *   peer roundtrip <stream|seqpacket|dgram> <payload bytes> <fds per request> <round trips>
  *
- * Prints one JSON line: {"messages":N,"seconds":S}.
+ * Prints one JSON line: {"messages":N,"seconds":S}. Timed as the Node peers are: from when the child
+ * says it is ready (a byte on a pipe, as theirs is a message) until it has received everything.
+ * If either process dies, the other fails instead of waiting for it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +31,26 @@
 
 #define MAX_FDS 253
 
+/* In the parent, the child: stopped when the parent fails or is told to stop (SIGTERM, as
+   benchmark/run.mjs's time limit does), since a datagram child would otherwise wait forever. */
+static pid_t child_pid = 0;
+
 static void die(const char *what) {
   perror(what);
+  if (child_pid > 0) kill(child_pid, SIGKILL);
   exit(1);
+}
+
+static void fail(const char *what) {
+  fprintf(stderr, "%s\n", what);
+  if (child_pid > 0) kill(child_pid, SIGKILL);
+  exit(1);
+}
+
+static void on_sigterm(int sig) {
+  (void)sig;
+  if (child_pid > 0) kill(child_pid, SIGKILL);
+  _exit(1);
 }
 
 static double now(void) {
@@ -106,6 +126,27 @@ static ssize_t recv_one(int s, char *buf, size_t size, long *fds) {
   return n;
 }
 
+/* Receives exactly `size` bytes (one round-trip message); the peer closing the socket is fatal
+   here: counting its end-of-file (0) as a message would spin. */
+static void recv_full(int s, char *buf, size_t size, long *fds) {
+  size_t got = 0;
+  do {
+    ssize_t n = recv_one(s, buf + got, size - got, fds);
+    if (n == 0 && size > 0) fail("recvmsg: the peer closed the socket");
+    got += n;
+  } while (got < size);
+}
+
+/* One byte from the child over the pipe; end-of-file means it died. */
+static void await_child(int fd, const char *what) {
+  char x;
+  ssize_t n;
+  do n = read(fd, &x, 1);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) die("read");
+  if (n == 0) fail(what);
+}
+
 int main(int argc, char **argv) {
   if (argc != 6) {
     fprintf(stderr, "usage: %s oneway|roundtrip <type> <payload> <fds> <count>\n", argv[0]);
@@ -122,52 +163,60 @@ int main(int argc, char **argv) {
   char *out = calloc(1, payload + 1);
   size_t in_size = 65536;
   char *in = malloc(in_size);
-  int done[2];
-  if (pipe(done) < 0) die("pipe");
+  /* The child writes one byte when it is ready and one when it has received everything. */
+  int status_pipe[2];
+  if (pipe(status_pipe) < 0) die("pipe");
 
-  double start = now();
+  signal(SIGTERM, on_sigterm);
   pid_t child = fork();
   if (child < 0) die("fork");
   if (child == 0) {
     /* Receiver (one-way) or responder (round trips). */
     close(sv[0]);
+    close(status_pipe[0]);
+    if (write(status_pipe[1], "r", 1) != 1) die("write");
     long fds = 0, messages = 0, bytes = 0;
     if (roundtrip) {
       for (long i = 0; i < count; i++) {
-        size_t got = 0;
-        do got += recv_one(sv[1], in + got, payload - got, &fds);
-        while (got < payload);
+        recv_full(sv[1], in, payload, &fds);
         send_one(sv[1], out, payload, -1, 0);
       }
     } else if (type == SOCK_STREAM) {
       long want = (long)payload * count;
       while (bytes < want) {
         ssize_t n = recv_one(sv[1], in, in_size, &fds);
-        if (n == 0) break;
+        if (n == 0) fail("recvmsg: the sender closed the socket early");
         bytes += n;
       }
     } else {
-      for (; messages < count; messages++) recv_one(sv[1], in, in_size, &fds);
+      for (; messages < count; messages++) {
+        if (recv_one(sv[1], in, in_size, &fds) == 0 && payload > 0) fail("recvmsg: the sender closed the socket early");
+      }
     }
-    if (write(done[1], "x", 1) != 1) die("write");
+    if (write(status_pipe[1], "x", 1) != 1) die("write");
     _exit(0);
   }
+  child_pid = child;
+  /* Only the child holds the write end now: if it dies, the reads below see end-of-file. */
   close(sv[1]);
+  close(status_pipe[1]);
+  await_child(status_pipe[0], "the child exited before it was ready");
+  double start = now();
   long fds = 0;
   if (roundtrip) {
     for (long i = 0; i < count; i++) {
       send_one(sv[0], out, payload, passed, nfds);
-      size_t got = 0;
-      do got += recv_one(sv[0], in + got, payload - got, &fds);
-      while (got < payload);
+      recv_full(sv[0], in, payload, &fds);
     }
   } else {
     for (long i = 0; i < count; i++) send_one(sv[0], out, payload, passed, nfds);
   }
-  char x;
-  if (read(done[0], &x, 1) != 1) die("read");
+  await_child(status_pipe[0], "the child exited before it received everything");
   double seconds = now() - start;
-  waitpid(child, NULL, 0);
+  int status;
+  if (waitpid(child, &status, 0) < 0) die("waitpid");
+  child_pid = 0;
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) fail("the child failed");
   printf("{\"messages\":%ld,\"seconds\":%.6f}\n", count, seconds);
   return 0;
 }

@@ -2,6 +2,11 @@
 // scripts/test.mjs and the scripts it runs (the Node matrix, the install test) share. The summary
 // line they all print, "N passed, N failed, N skipped", is the one CI reads. Dependency-free.
 import { spawn } from 'node:child_process'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+/** The repository's root folder. */
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
 /** cargo test: the sum of its "test result:" lines. */
 export function countCargo(output) {

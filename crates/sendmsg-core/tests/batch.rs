@@ -2,27 +2,12 @@
 
 use std::io::{IoSlice, Read};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::Mutex;
 
 use sendmsg_core::batch::{self, default_control_space, Outgoing, RecvBatch, SendScratch};
 use sendmsg_core::socket::{socketpair, SocketKind};
 
-static FD_LOCK: Mutex<()> = Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-  FD_LOCK
-    .lock()
-    .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn open_fds() -> usize {
-  let dir = if cfg!(target_os = "linux") {
-    "/proc/self/fd"
-  } else {
-    "/dev/fd"
-  };
-  std::fs::read_dir(dir).unwrap().count()
-}
+mod common;
+use common::{lock, open_fds};
 
 fn pipe_with(marker: &[u8]) -> OwnedFd {
   let (read_end, write_end) = nix::unistd::pipe().unwrap();

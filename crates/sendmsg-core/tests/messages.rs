@@ -1,11 +1,10 @@
 //! Real sockets: what the kernel does with our messages, and that no descriptor leaks.
 //!
-//! Every test holds `FD_LOCK` so that the open-descriptor counts of one test are not disturbed by
-//! another test's sockets in a parallel thread.
+//! Every test holds `common::lock()` so that the open-descriptor counts of one test are not
+//! disturbed by another test's sockets in a parallel thread.
 
 use std::io::{IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::Mutex;
 
 use nix::errno::Errno;
 use sendmsg_core::cmsg::{self, ControlBuffer, OutgoingCmsg, FD_SIZE};
@@ -13,22 +12,8 @@ use sendmsg_core::message::{self, ReceivedCmsg, SendError};
 use sendmsg_core::socket::{socketpair, SocketKind};
 use sendmsg_core::{fd, SysError};
 
-static FD_LOCK: Mutex<()> = Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-  FD_LOCK
-    .lock()
-    .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn open_fds() -> usize {
-  let dir = if cfg!(target_os = "linux") {
-    "/proc/self/fd"
-  } else {
-    "/dev/fd"
-  };
-  std::fs::read_dir(dir).unwrap().count()
-}
+mod common;
+use common::{lock, open_fds};
 
 fn pipe() -> (OwnedFd, OwnedFd) {
   nix::unistd::pipe().unwrap()
