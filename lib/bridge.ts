@@ -6,8 +6,8 @@ import net from 'node:net'
 
 import { native } from './binding'
 import { constants } from './constants'
-import { invalidArgValue, validateInteger, INT32_MAX } from './errors'
-import { ReceivedFd } from './received-fd'
+import { invalidArgValue } from './errors'
+import { descriptorNumber, takeDescriptor, type ReceivedFd } from './received-fd'
 
 export { fdOf } from './fd'
 
@@ -36,7 +36,7 @@ interface Checked {
 }
 
 function describe(fd: Descriptor): Checked {
-  const number = fd instanceof ReceivedFd ? fd.fd : validateInteger(fd, 'fd', 0, INT32_MAX)
+  const number = descriptorNumber(fd)
   const description = native.describeSocket(number)
   const family = FAMILY_NAMES[description.family] ?? `address family ${description.family}`
   const type = TYPE_NAMES[description.type] ?? `socket type ${description.type}`
@@ -44,10 +44,6 @@ function describe(fd: Descriptor): Checked {
   return { fd: number, description, what: `a ${family} ${type} socket${state}` }
 }
 
-/** Takes ownership (a ReceivedFd is taken; a number is the caller's to give). */
-function own(fd: Descriptor, checked: Checked): number {
-  return fd instanceof ReceivedFd ? fd.take() : checked.fd
-}
 
 /**
  * Makes a listening `net.Server` (or listens with the one given, e.g. an `http.Server`) of a
@@ -63,7 +59,7 @@ export function toNetServer<S extends net.Server = net.Server>(fd: Descriptor, s
     throw invalidArgValue('fd', checked.fd, `is ${checked.what}, not a listening TCP or AF_UNIX stream socket`)
   }
   const target = server ?? (new net.Server() as S)
-  target.listen({ fd: own(fd, checked) })
+  target.listen({ fd: takeDescriptor(fd) })
   return target
 }
 
@@ -79,7 +75,7 @@ export function toNetSocket(fd: Descriptor, options: Omit<net.SocketConstructorO
   if (!(description.family in FAMILY_NAMES) || description.type !== constants.SOCK_STREAM || description.listening || !description.connected) {
     throw invalidArgValue('fd', checked.fd, `is ${checked.what}, not a connected TCP or AF_UNIX stream socket`)
   }
-  return new net.Socket({ readable: true, writable: true, ...options, fd: own(fd, checked) })
+  return new net.Socket({ readable: true, writable: true, ...options, fd: takeDescriptor(fd) })
 }
 
 /**
@@ -97,7 +93,7 @@ export function toDgramSocket(fd: Descriptor): dgram.Socket {
     throw invalidArgValue('fd', checked.fd, `is ${checked.what}, not a UDP socket`)
   }
   const socket = dgram.createSocket(type)
-  socket.bind({ fd: own(fd, checked) })
+  socket.bind({ fd: takeDescriptor(fd) })
   return socket
 }
 

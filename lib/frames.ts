@@ -17,7 +17,8 @@ import { ReceivedFd } from './received-fd'
 import type { UnixSocket } from './socket'
 
 const HEADER_SIZE = 6
-const MAX_FDS_PER_FRAME = 253
+/** The kernel's limit for one message (Linux SCM_MAX_FD), so that a frame is one message's worth. */
+export const MAX_FDS_PER_FRAME = 253
 
 /**
  * A received frame: its JSON value and the descriptors that came with it (owned: see ReceivedFd).

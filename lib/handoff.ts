@@ -21,14 +21,13 @@ import { constants } from './constants'
 import { peerCredentials, type Credentials } from './credentials'
 import { invalidArgType, invalidArgValue, stateError, validateInteger } from './errors'
 import { fdOf } from './fd'
-import { FrameChannel, type Frame } from './frames'
+import { FrameChannel, MAX_FDS_PER_FRAME, type Frame } from './frames'
 import { ReceivedFd } from './received-fd'
 import { UnixServer } from './server'
 import { UnixSocket } from './socket'
 
 const PROTOCOL = 'sendmsg-handoff'
 const VERSION = 1
-const MAX_FDS_PER_FRAME = 253
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/
 /**
  * The environment variable that tells a spawned worker which descriptor is its channel.
@@ -84,7 +83,7 @@ function listenerEntries(listeners: Listeners): Array<[string, number]> {
   if (!isObject(listeners)) throw invalidArgType('listeners', 'an object of listening sockets by name', listeners)
   const entries = Object.entries(listeners).map(([name, source]): [string, number] => {
     if (!NAME.test(name)) throw invalidArgValue(`listeners.${name}`, name, 'has a name that is not 1-64 letters, digits, or . _ : - (starting with a letter or digit)')
-    return [name, source instanceof ReceivedFd ? source.fd : fdOf(source, `listeners.${name}`)]
+    return [name, fdOf(source, `listeners.${name}`)]
   })
   for (const [name, fd] of entries) {
     if (!isListeningSocket(fd)) throw invalidArgValue(`listeners.${name}`, fd, 'is not a listening socket')

@@ -63,3 +63,13 @@ export class ReceivedFd implements Disposable {
     return this.#fd < 0 ? 'ReceivedFd(released)' : `ReceivedFd(${this.#fd})`
   }
 }
+
+/** The number of a descriptor given as a number or a ReceivedFd: checked, and still the caller's. */
+export function descriptorNumber(fd: unknown, name = 'fd'): number {
+  return fd instanceof ReceivedFd ? fd.fd : validateInteger(fd, name, 0, INT32_MAX)
+}
+
+/** Takes a checked descriptor over: a ReceivedFd gives it up; a number is the caller's to give. */
+export function takeDescriptor(fd: number | ReceivedFd): number {
+  return fd instanceof ReceivedFd ? fd.take() : fd
+}

@@ -8,7 +8,7 @@ import { native } from './binding'
 import { constants } from './constants'
 import { invalidArgValue, stateError, validateInteger, INT32_MAX } from './errors'
 import { EVENT } from './message'
-import { ReceivedFd } from './received-fd'
+import { descriptorNumber, takeDescriptor, type ReceivedFd } from './received-fd'
 import { adopt, collectedWhileOpen, kInternal, socketTypeName, validateSocketOptions, type UnixSocket, type UnixSocketOptions } from './socket'
 import { sockTypeOf } from './sync'
 
@@ -81,13 +81,7 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
     const checked = validateSocketOptions(socketOptions)
     const address = addressOf(path)
     const fd = native.unixSocket(sockTypeOf(type))
-    let server: UnixServer
-    try {
-      server = new UnixServer(kInternal, fd, type, checked)
-    } catch (error) {
-      native.closeFd(fd)
-      throw error
-    }
+    const server = UnixServer.#adopt(fd, type, checked)
     try {
       native.bindUnix(fd, address)
       if (path.charCodeAt(0) !== 0) {
@@ -111,17 +105,21 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
    */
   static from(fd: number | ReceivedFd, options?: UnixSocketOptions): UnixServer {
     const checked = validateSocketOptions(options)
-    const number = fd instanceof ReceivedFd ? fd.fd : validateInteger(fd, 'fd', 0, INT32_MAX)
+    const number = descriptorNumber(fd)
     const description = native.describeSocket(number)
     if (description.family !== constants.AF_UNIX) throw invalidArgValue('fd', number, 'is not an AF_UNIX socket')
     if (!description.listening) throw invalidArgValue('fd', number, 'is not a listening socket')
     const type = socketTypeName(description.type)
     if (type !== 'stream' && type !== 'seqpacket') throw invalidArgValue('fd', number, 'is not a stream or seqpacket socket')
-    const owned = fd instanceof ReceivedFd ? fd.take() : number
+    return UnixServer.#adopt(takeDescriptor(fd), type, checked)
+  }
+
+  /** Wraps a descriptor this call owns; closes it if wrapping fails. */
+  static #adopt(fd: number, type: 'stream' | 'seqpacket', options: Required<UnixSocketOptions>): UnixServer {
     try {
-      return new UnixServer(kInternal, owned, type, checked)
+      return new UnixServer(kInternal, fd, type, options)
     } catch (error) {
-      native.closeFd(owned)
+      native.closeFd(fd)
       throw error
     }
   }

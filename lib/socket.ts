@@ -18,7 +18,7 @@ import { chunksOf, totalLength, type Data } from './bytes'
 import { constants } from './constants'
 import { invalidArgType, invalidArgValue, isIntegerIn, stateError, validateArray, validateInteger, INT32_MAX } from './errors'
 import { EVENT, kHasFds, kMaterialize, kUnclaimed, Message, messageFrom } from './message'
-import { ReceivedFd } from './received-fd'
+import { descriptorNumber, ReceivedFd, takeDescriptor } from './received-fd'
 import { sockTypeOf, type SocketType } from './sync'
 
 /**
@@ -65,7 +65,7 @@ interface PendingSend {
   length: number
   /** Bytes already taken by the kernel (a stream's partial write). */
   sent: number
-  fds: number[]
+  fds: readonly number[]
   ancillary: Array<[number, number, Uint8Array]> | undefined
   address: Uint8Array | undefined
   resolve: () => void
@@ -113,13 +113,15 @@ function validateOptions(options: unknown): Required<UnixSocketOptions> {
   return { maxMessageSize, allowHalfOpen, passCredentials }
 }
 
-function fdNumbersOf(fds: unknown): number[] {
-  if (fds === undefined) return []
+const NO_FDS: readonly number[] = Object.freeze([])
+
+function fdNumbersOf(fds: unknown): readonly number[] {
+  if (fds === undefined) return NO_FDS
   const list = validateArray(fds, 'options.fds')
   const numbers = new Array<number>(list.length)
   for (let i = 0; i < list.length; i++) {
     const fd = list[i]
-    numbers[i] = isIntegerIn(fd, 0, INT32_MAX) ? fd : fd instanceof ReceivedFd ? fd.fd : validateInteger(fd, `options.fds[${i}]`, 0, INT32_MAX)
+    numbers[i] = isIntegerIn(fd, 0, INT32_MAX) ? fd : descriptorNumber(fd, `options.fds[${i}]`)
   }
   return numbers
 }
@@ -272,7 +274,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
    */
   static from(fd: number | ReceivedFd, options?: UnixSocketOptions): UnixSocket {
     const checked = validateOptions(options)
-    const number = fd instanceof ReceivedFd ? fd.fd : validateInteger(fd, 'fd', 0, INT32_MAX)
+    const number = descriptorNumber(fd)
     const description = native.describeSocket(number)
     if (description.family !== constants.AF_UNIX) {
       throw invalidArgValue('fd', number, 'is not an AF_UNIX socket')
@@ -281,7 +283,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     const type = socketTypeName(description.type)
     if (type === undefined) throw invalidArgValue('fd', number, 'is not a stream, seqpacket or dgram socket')
     // Checked while borrowed; owned from here on (adopt closes it if wrapping fails).
-    return adopt(fd instanceof ReceivedFd ? fd.take() : number, type, checked)
+    return adopt(takeDescriptor(fd), type, checked)
   }
 
   /** 'stream', 'seqpacket' or 'dgram'. */
@@ -452,7 +454,8 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   #sendOne(socket: InstanceType<typeof native.NativeSocket>, pending: PendingSend): boolean {
     const first = pending.sent === 0
     const data = first ? pending.parts[0]! : pending.parts[0]!.subarray(pending.sent)
-    const sent = socket.sendOne(data, first && pending.fds.length > 0 ? pending.fds : undefined, pending.address)
+    // The binding only reads the list.
+    const sent = socket.sendOne(data, first && pending.fds.length > 0 ? (pending.fds as number[]) : undefined, pending.address)
     if (sent < 0) return false
     if (this.#type === 'stream') return this.#advanceBytes(sent, this.#head + 1)
     this.#completeMessages(1)
