@@ -9,7 +9,7 @@ import { constants } from './constants'
 import { invalidArgValue, stateError, validateInteger, INT32_MAX } from './errors'
 import { EVENT } from './message'
 import { descriptorNumber, takeDescriptor, type ReceivedFd } from './received-fd'
-import { adopt, collectedWhileOpen, kInternal, socketTypeName, validateSocketOptions, type UnixSocket, type UnixSocketOptions } from './socket'
+import { collectedWhileOpen, kInternal, socketTypeName, UnixSocket, validateSocketOptions, type UnixSocketOptions } from './socket'
 import { sockTypeOf } from './sync'
 
 /**
@@ -152,7 +152,9 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
   }
 
   #onConnection(fd: number): void {
-    const socket = adopt(fd, this.#type, this.#socketOptions)
+    // Not adopt(): the native accept loop keeps the descriptor, and closes it, unless the socket
+    // made here takes it over; closing it here too on failure would close it twice.
+    const socket = new UnixSocket(kInternal, fd, this.#type, this.#socketOptions)
     const waiter = this.#waiter
     if (waiter !== undefined) {
       this.#waiter = undefined

@@ -254,6 +254,9 @@ thread_local! {
   static SEND_CONTROL: RefCell<ControlBuffer> = RefCell::new(ControlBuffer::default());
   static LIVE: RefCell<Vec<Weak<SocketInner>>> = const { RefCell::new(Vec::new()) };
   static TEARDOWN_HOOK: Cell<bool> = const { Cell::new(false) };
+  /// The accepted descriptor being handed to JavaScript, until a NativeSocket takes it over (then
+  /// -1): how the accept loop learns whether it still owns it.
+  static HANDED_OVER: Cell<RawFd> = const { Cell::new(-1) };
 }
 
 /// What the socket needs to call into JavaScript; dropped on close (after any call in progress).
@@ -531,12 +534,13 @@ impl SocketInner {
       match socket::accept(self.fd.get()) {
         Ok(Some(accepted)) => {
           let fd = accepted.as_raw_fd();
-          match self.call(&[value::int32(env, EVENT_CONNECTION), value::int32(env, fd)]) {
-            // The JavaScript side wrapped it (and owns it from the first line of its handler).
-            CallOutcome::Returned(_) | CallOutcome::Threw => {
-              let _ = accepted.into_raw_fd();
-            }
-            CallOutcome::NotCalled => drop(accepted),
+          HANDED_OVER.set(fd);
+          // Whatever the call's outcome: a worker being terminated can stop JavaScript before it
+          // wraps the descriptor, and then nobody else would close it.
+          let _ = self.call(&[value::int32(env, EVENT_CONNECTION), value::int32(env, fd)]);
+          if HANDED_OVER.replace(-1) == -1 {
+            // A NativeSocket owns it now.
+            let _ = accepted.into_raw_fd();
           }
         }
         Ok(None) => return,
@@ -753,6 +757,9 @@ impl NativeSocket {
       js: RefCell::new(Some(Rc::new(js))),
     });
     track(env.raw(), &inner)?;
+    if HANDED_OVER.get() == fd {
+      HANDED_OVER.set(-1);
+    }
     Ok(Self { inner })
   }
 
