@@ -3,22 +3,40 @@ import type { ReceivedAncillaryItem } from './ancillary'
 import { native } from './binding'
 import { constants } from './constants'
 import { credentialsFromAncillary, type Credentials } from './credentials'
-import { invalidArgType, isIntegerIn, outOfRange } from './errors'
-import { kRelease, ReceivedFd } from './received-fd'
+import { invalidArgType, validateInt32 } from './errors'
+import { receivedFdOf, ReceivedFd, type ReceivedFdsHandle } from './received-fd'
 
 const NO_FDS: readonly ReceivedFd[] = Object.freeze([])
 const NO_ANCILLARY: readonly ReceivedAncillaryItem[] = Object.freeze([])
 
+/** Set while the binding's delivery builds a Message from its own values. */
+let building = false
+
+function checkMessageArguments(data: unknown, fds: unknown, ancillary: unknown, flags: unknown, address: unknown): void {
+  if (!Buffer.isBuffer(data)) throw invalidArgType('data', 'an instance of Buffer', data)
+  if (!Array.isArray(fds) || !fds.every((fd) => fd instanceof ReceivedFd)) throw invalidArgType('fds', 'an Array of ReceivedFd', fds)
+  if (!Array.isArray(ancillary)) throw invalidArgType('ancillary', 'an Array', ancillary)
+  validateInt32(flags, 'flags')
+  if (address !== undefined && typeof address !== 'string') throw invalidArgType('address', 'of type string', address)
+}
+
 /**
- * Internal: settles the message once its delivery is over (the handler and the microtasks it
- * queued have run). Returns what the native side should close: `true` for all of its descriptors
- * (nobody even looked at them), an array of the numbers nobody claimed, or undefined for none.
+ * Internal: a Message from what the binding delivers (see SocketEvents in binding.d.ts): the
+ * data is a view of the delivery slab, the descriptors a handle that the binding owns.
  */
-export const kUnclaimed = Symbol('unclaimed')
-/** Internal: makes the descriptors objects now (before the shared number array is reused). */
-export const kMaterialize = Symbol('materialize')
-/** Internal: whether the message carried descriptors (without making them objects). */
-export const kHasFds = Symbol('hasFds')
+export let messageFrom: (
+  slab: ArrayBuffer,
+  offset: number,
+  length: number,
+  flags: number,
+  fds: ReceivedFdsHandle | undefined,
+  fdCount: number,
+  address: string | undefined,
+  ancillary: ReceivedAncillaryItem[] | undefined,
+) => Message
+
+/** Internal: ends a message's delivery: every descriptor nobody took or kept is closed. */
+export let settle: (message: Message) => void
 
 /**
  * One message: its data, the descriptors it carried (owned: see {@link ReceivedFd}), any other
@@ -36,38 +54,36 @@ export class Message {
   /** Datagram sockets: the sender's path (abstract names start with '\0'); undefined when unnamed. */
   readonly address: string | undefined
   #fds: readonly ReceivedFd[] | undefined
-  #fdCount: number
-  /** The native side's shared array, valid only while the message is being dispatched. */
-  #fdNumbers: Int32Array | undefined
-  /** Dispatch is over: descriptors not made into objects by then were closed. */
-  #settled = false
+  /** The binding's handle on the descriptors, made into ReceivedFd objects when first looked at. */
+  #handle: ReceivedFdsHandle | undefined
+  #fdCount = 0
 
+  /** A message of your own making (for tests, say): its descriptors are the ReceivedFds given. */
   constructor(
     data: Buffer,
-    fdCount: number,
-    fdNumbers: Int32Array | undefined,
-    ancillary: readonly ReceivedAncillaryItem[] | undefined,
-    flags: number,
-    address: string | undefined,
+    fds: readonly ReceivedFd[] = NO_FDS,
+    ancillary: readonly ReceivedAncillaryItem[] = NO_ANCILLARY,
+    flags = 0,
+    address: string | undefined = undefined,
   ) {
-    // Public for `instanceof` and types, so what it is told is checked: the count sizes an
-    // allocation, and the numbers are closed when the message settles.
-    if (fdNumbers !== undefined && !(fdNumbers instanceof Int32Array)) throw invalidArgType('fdNumbers', 'an instance of Int32Array', fdNumbers)
-    if (!isIntegerIn(fdCount, 0, fdNumbers === undefined ? 0 : fdNumbers.length)) {
-      throw outOfRange('fdCount', `an integer >= 0 and <= ${fdNumbers === undefined ? 0 : 'fdNumbers.length'}`, fdCount)
-    }
+    // Public for `instanceof` and for tests, so what it is given is checked (the binding's own
+    // messages skip the checks: they are built from values it made).
+    if (building) building = false
+    else checkMessageArguments(data, fds, ancillary, flags, address)
     this.data = data
-    this.ancillary = ancillary ?? NO_ANCILLARY
+    this.#fds = fds
+    this.ancillary = ancillary
     this.flags = flags
     this.address = address
-    this.#fdCount = fdCount
-    this.#fdNumbers = fdNumbers
-    this.#fds = fdCount === 0 ? NO_FDS : undefined
   }
 
   /** Descriptors that arrived with this message, in order. */
   get fds(): readonly ReceivedFd[] {
-    return (this.#fds ??= this[kMaterialize]())
+    if (this.#fds !== undefined) return this.#fds
+    const handle = this.#handle!
+    const list = new Array<ReceivedFd>(this.#fdCount)
+    for (let k = 0; k < this.#fdCount; k++) list[k] = receivedFdOf(handle, k)
+    return (this.#fds = list)
   }
 
   /** Linux: the sender's credentials, when it sent SCM_CREDENTIALS or the socket has `passCredentials`. */
@@ -80,65 +96,20 @@ export class Message {
     return (this.flags & (constants.MSG_TRUNC | constants.MSG_CTRUNC)) !== 0
   }
 
-  [kMaterialize](): readonly ReceivedFd[] {
-    if (this.#fds !== undefined) return this.#fds
-    const numbers = this.#fdNumbers
-    const list = new Array<ReceivedFd>(this.#fdCount)
-    // After dispatch the numbers are gone (closed): the objects are born released.
-    for (let k = 0; k < this.#fdCount; k++) list[k] = new ReceivedFd(this.#settled || numbers === undefined ? -1 : numbers[k]!)
-    this.#fdNumbers = undefined
-    return (this.#fds = list)
-  }
-
-  [kHasFds](): boolean {
-    return this.#fdCount > 0
-  }
-
-  [kUnclaimed](): true | number[] | undefined {
-    this.#fdNumbers = undefined
-    this.#settled = true
-    const fds = this.#fds
-    if (fds === undefined) return true
-    let unclaimed: number[] | undefined
-    for (const fd of fds) {
-      const number = fd[kRelease]()
-      if (number >= 0) (unclaimed ??= []).push(number)
+  static {
+    messageFrom = (slab, offset, length, flags, handle, fdCount, address, ancillary) => {
+      building = true
+      const message = new Message(Buffer.from(slab, offset, length), NO_FDS, ancillary ?? NO_ANCILLARY, flags, address)
+      if (handle === undefined) return message
+      // Made into objects only if somebody looks (most messages' descriptors are taken or ignored).
+      message.#fds = undefined
+      message.#handle = handle
+      message.#fdCount = fdCount
+      return message
     }
-    return unclaimed
+    settle = (message) => {
+      if (message.#handle !== undefined) native.receivedFdsSettle(message.#handle)
+      else if (message.#fds !== undefined) for (const fd of message.#fds) fd.close()
+    }
   }
-
-  /** Closes the descriptors nobody claimed, here rather than in the native dispatcher. */
-  settle(): void {
-    this[kMaterialize]()
-    const unclaimed = this[kUnclaimed]()
-    if (Array.isArray(unclaimed)) for (const fd of unclaimed) native.closeFd(fd)
-  }
-}
-
-const protocol = native.eventSocketProtocol()
-export const EVENT = {
-  MESSAGE: protocol.eventMessage,
-  WRITABLE: protocol.eventWritable,
-  END: protocol.eventEnd,
-  ERROR: protocol.eventError,
-  CONNECTION: protocol.eventConnection,
-  SETTLE: protocol.eventSettle,
-} as const
-
-/**
- * Builds a Message from what the native side delivers (see the protocol in
- * crates/sendmsg-napi/src/event_socket.rs): the data is a view of the slab; the descriptors become
- * objects only if someone looks at them while the message is dispatched (or it is buffered).
- */
-export function messageFrom(
-  slab: ArrayBuffer,
-  offset: number,
-  length: number,
-  flags: number,
-  fdCount: number,
-  fdNumbers: Int32Array,
-  address: string | undefined,
-  ancillary: ReceivedAncillaryItem[] | undefined,
-): Message {
-  return new Message(Buffer.from(slab, offset, length), fdCount, fdCount > 0 ? fdNumbers : undefined, ancillary, flags, address)
 }

@@ -1,68 +1,119 @@
-// A descriptor that arrived in a message, owned until someone takes it or closes it.
+// A descriptor that arrived in a message, owned natively until someone takes it or closes it.
+//
+// The descriptor itself is held by the binding (crates/sendmsg-napi/src/event_loop/received_fds.rs),
+// which is its one closer: at the end of its message's delivery, when this object is garbage-
+// collected, or when the thread's environment goes away. This object only names it.
 import { native } from './binding'
 import { INT32_MAX, isIntegerIn, stateError, validateInteger } from './errors'
 
-/** Internal: hands back the number if still owned (for closing), and empties the object. */
-export const kRelease = Symbol('release')
+/** The binding's handle on a message's descriptors. */
+export type ReceivedFdsHandle = ReturnType<typeof native.receivedFdAdopt>
+
+function releasedError(): Error {
+  return stateError('ERR_SENDMSG_FD_RELEASED', 'This descriptor was taken or closed: take() it while its message is being delivered to keep it')
+}
+
+/** Set by `receivedFdOf` for the constructor it calls. */
+let slotForNext: { fds: ReceivedFdsHandle; index: number } | undefined
+
+/**
+ * Internal: moves a ReceivedFd's descriptor into a handle of its own (for a socket that adopts
+ * it in one step); null when it was already released.
+ */
+export let handleOf: (fd: ReceivedFd) => ReceivedFdsHandle | null
 
 /**
  * A file descriptor received in a message. It is owned by this object: `take()` hands the number
  * over to you, `close()` (or `using`) closes it. If neither has happened when the message's
  * delivery ends (its 'message' handlers have run, and so have the microtasks they queued, which
  * includes code waiting in `await once(sock, 'message')`), or with `for await` when the loop asks
- * for the next message, the package closes it: a descriptor nobody claims never leaks.
+ * for the next message, the package closes it: a descriptor nobody claims never leaks. To hold it
+ * longer without taking the number, `keep()` it.
  *
  * @example sock.on('message', (msg) => { const fd = msg.fds[0]?.take() })
  */
 export class ReceivedFd implements Disposable {
-  #fd: number
+  /** Undefined for an object made released (`new ReceivedFd(-1)`). */
+  readonly #fds: ReceivedFdsHandle | undefined
+  readonly #index: number
 
-  /** Owns `fd` (-1: already released). Messages make these; a number of your own works too. */
+  /**
+   * Owns `fd`, a descriptor you give up (-1: already released). Messages make these for the
+   * descriptors they carry.
+   */
   constructor(fd: number) {
+    const slot = slotForNext
+    slotForNext = undefined
+    if (slot !== undefined) {
+      this.#fds = slot.fds
+      this.#index = slot.index
+      return
+    }
     // A non-integer would reach close(2) as whatever the binding truncates it to (1.5 is stdout).
-    this.#fd = isIntegerIn(fd, -1, INT32_MAX) ? fd : validateInteger(fd, 'fd', -1, INT32_MAX)
+    if (!isIntegerIn(fd, -1, INT32_MAX)) validateInteger(fd, 'fd', -1, INT32_MAX)
+    this.#fds = fd < 0 ? undefined : native.receivedFdAdopt(fd)
+    this.#index = 0
   }
 
   /** The number, still owned by this object (valid until the message is handled). */
   get fd(): number {
-    if (this.#fd < 0) throw stateError('ERR_SENDMSG_FD_RELEASED', 'This descriptor was taken or closed: take() it while its message is being delivered to keep it')
-    return this.#fd
-  }
-
-  /** Whether the descriptor was taken or closed. */
-  get released(): boolean {
-    return this.#fd < 0
-  }
-
-  /** Takes the descriptor: the number is yours to close (`fs.closeSync`), and nothing closes it for you. */
-  take(): number {
-    const fd = this.fd
-    this.#fd = -1
+    const fd = this.#fds === undefined ? -1 : native.receivedFdNumber(this.#fds, this.#index)
+    if (fd < 0) throw releasedError()
     return fd
+  }
+
+  /** Whether the descriptor was taken or closed (by you, or at the end of its message's delivery). */
+  get released(): boolean {
+    return this.#fds === undefined || native.receivedFdNumber(this.#fds, this.#index) < 0
+  }
+
+  /** Takes the descriptor: the number is yours to close (`closeFd`), and nothing closes it for you. */
+  take(): number {
+    const fd = this.#fds === undefined ? -1 : native.receivedFdTake(this.#fds, this.#index)
+    if (fd < 0) throw releasedError()
+    return fd
+  }
+
+  /**
+   * Keeps the descriptor beyond its message's delivery: returns a new ReceivedFd that owns it, and
+   * this one is released. Nothing closes the kept one when the message settles; close it, take it,
+   * or leave it to garbage collection (or the thread's end) to close.
+   */
+  keep(): ReceivedFd {
+    const kept = this.#fds === undefined ? null : native.receivedFdKeep(this.#fds, this.#index)
+    if (kept === null) throw releasedError()
+    return receivedFdOf(kept, 0)
   }
 
   /** Closes the descriptor now. Idempotent. */
   close(): void {
-    const fd = this.#fd
-    if (fd < 0) return
-    this.#fd = -1
-    native.closeFd(fd)
+    if (this.#fds !== undefined) native.receivedFdClose(this.#fds, this.#index)
   }
 
   [Symbol.dispose](): void {
     this.close()
   }
 
-  [kRelease](): number {
-    const fd = this.#fd
-    this.#fd = -1
-    return fd
+  toString(): string {
+    const fd = this.#fds === undefined ? -1 : native.receivedFdNumber(this.#fds, this.#index)
+    return fd < 0 ? 'ReceivedFd(released)' : `ReceivedFd(${fd})`
   }
 
-  toString(): string {
-    return this.#fd < 0 ? 'ReceivedFd(released)' : `ReceivedFd(${this.#fd})`
+  static {
+    handleOf = (fd) => (fd.#fds === undefined ? null : native.receivedFdKeep(fd.#fds, fd.#index))
   }
 }
+
+/** Internal: the ReceivedFd naming slot `index` of a handle the binding made. */
+export function receivedFdOf(fds: ReceivedFdsHandle, index: number): ReceivedFd {
+  slotForNext = { fds, index }
+  try {
+    return new ReceivedFd(-1)
+  } finally {
+    slotForNext = undefined
+  }
+}
+
 
 /** The number of a descriptor given as a number or a ReceivedFd: checked, and still the caller's. */
 export function descriptorNumber(fd: unknown, name = 'fd'): number {
@@ -72,4 +123,15 @@ export function descriptorNumber(fd: unknown, name = 'fd'): number {
 /** Takes a checked descriptor over: a ReceivedFd gives it up; a number is the caller's to give. */
 export function takeDescriptor(fd: number | ReceivedFd): number {
   return fd instanceof ReceivedFd ? fd.take() : fd
+}
+
+/**
+ * What a socket adopts: a number the caller gives up, or a ReceivedFd's descriptor moved into a
+ * handle of its own, so that it is never owned by nobody on the way.
+ */
+export function adoptionSource(fd: number | ReceivedFd): number | ReceivedFdsHandle {
+  if (!(fd instanceof ReceivedFd)) return fd
+  const handle = handleOf(fd)
+  if (handle === null) throw releasedError()
+  return handle
 }

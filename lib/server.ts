@@ -7,10 +7,10 @@ import { addressOf, withAddress } from './address'
 import { native } from './binding'
 import { constants } from './constants'
 import { invalidArgValue, stateError, validateInteger, INT32_MAX } from './errors'
-import { EVENT } from './message'
-import { descriptorNumber, takeDescriptor, type ReceivedFd } from './received-fd'
-import { collectedWhileOpen, kInternal, socketTypeName, UnixSocket, validateSocketOptions, type UnixSocketOptions } from './socket'
-import { sockTypeOf } from './sync'
+import { adoptionSource, descriptorNumber, type ReceivedFd, type ReceivedFdsHandle } from './received-fd'
+import type { SocketHandle } from './send-queue'
+import { collectedWhileOpen, openSocket, UnixSocket, validateSocketOptions, type UnixSocketOptions } from './socket'
+import { socketTypeName, sockTypeOf } from './sync'
 
 /**
  * Options of a {@link UnixServer}; accepted sockets get the {@link UnixSocketOptions} too.
@@ -42,8 +42,8 @@ interface BoundFile {
 export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket> {
   readonly #type: 'stream' | 'seqpacket'
   readonly #socketOptions: Required<UnixSocketOptions>
-  #native: InstanceType<typeof native.NativeSocket> | undefined
-  #fd: number
+  readonly #handle: SocketHandle
+  readonly #fd: number
   #bound: BoundFile | undefined
   #accepting = false
   #closed = false
@@ -52,15 +52,18 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
   #waiter: ((result: IteratorResult<UnixSocket>) => void) | undefined
 
   /** Use {@link UnixServer.listen} or {@link UnixServer.from}. */
-  private constructor(token: typeof kInternal, fd: number, type: 'stream' | 'seqpacket', options: Required<UnixSocketOptions>) {
+  private constructor() {
     super()
     // `private` binds TypeScript only: from JavaScript this would adopt (and later close) any number.
-    if (token !== kInternal) throw stateError('ERR_ILLEGAL_CONSTRUCTOR', 'Use UnixServer.listen() or from()')
-    this.#fd = fd
-    this.#type = type
-    this.#socketOptions = options
-    this.#native = new native.NativeSocket(fd, sockTypeOf(type), true, 1, this, UnixServer.#dispatch)
-    collectedWhileOpen.register(this, `A ${type} UnixServer (fd ${fd})`, this)
+    const args = opening
+    opening = undefined
+    if (args === undefined) throw stateError('ERR_ILLEGAL_CONSTRUCTOR', 'Use UnixServer.listen() or from()')
+    this.#type = args.type
+    this.#socketOptions = args.options
+    // Owned by the binding from here on, and closed by it if opening fails.
+    this.#handle = native.socketOpen(args.source, { type: args.type, listening: true, maxMessageSize: 1 }, this, UnixServer.#events)
+    this.#fd = typeof args.source === 'number' ? args.source : native.socketFd(this.#handle)
+    collectedWhileOpen.register(this, `A ${args.type} UnixServer (fd ${this.#fd})`, this)
     this.on('newListener', (event) => {
       if (event === 'connection') queueMicrotask(() => this.#updateAccepting())
     })
@@ -81,7 +84,7 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
     const checked = validateSocketOptions(socketOptions)
     const address = addressOf(path)
     const fd = native.unixSocket(sockTypeOf(type))
-    const server = UnixServer.#adopt(fd, type, checked)
+    const server = UnixServer.#open(fd, type, checked)
     try {
       native.bindUnix(fd, address)
       if (path.charCodeAt(0) !== 0) {
@@ -111,16 +114,16 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
     if (!description.listening) throw invalidArgValue('fd', number, 'is not a listening socket')
     const type = socketTypeName(description.type)
     if (type !== 'stream' && type !== 'seqpacket') throw invalidArgValue('fd', number, 'is not a stream or seqpacket socket')
-    return UnixServer.#adopt(takeDescriptor(fd), type, checked)
+    return UnixServer.#open(adoptionSource(fd), type, checked)
   }
 
-  /** Wraps a descriptor this call owns; closes it if wrapping fails. */
-  static #adopt(fd: number, type: 'stream' | 'seqpacket', options: Required<UnixSocketOptions>): UnixServer {
+  /** A server on `source`, which it owns from now on (closed by the binding if opening fails). */
+  static #open(source: number | ReceivedFdsHandle, type: 'stream' | 'seqpacket', options: Required<UnixSocketOptions>): UnixServer {
+    opening = { source, type, options }
     try {
-      return new UnixServer(kInternal, fd, type, options)
-    } catch (error) {
-      native.closeFd(fd)
-      throw error
+      return new UnixServer()
+    } finally {
+      opening = undefined
     }
   }
 
@@ -147,14 +150,12 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
     const want = !this.#closed && (this.#iterating ? this.#pending.length < 64 : this.listenerCount('connection') > 0)
     if (want === this.#accepting) return
     this.#accepting = want
-    if (want) this.#native!.readStart()
-    else this.#native!.readStop()
+    native.socketSetReading(this.#handle, want)
   }
 
-  #onConnection(fd: number): void {
-    // Not adopt(): the native accept loop keeps the descriptor, and closes it, unless the socket
-    // made here takes it over; closing it here too on failure would close it twice.
-    const socket = new UnixSocket(kInternal, fd, this.#type, this.#socketOptions)
+  /** An accepted connection, in a handle the binding closes after this call unless a socket took it. */
+  #onConnection(connection: ReceivedFdsHandle): void {
+    const socket = openSocket(connection, this.#type, this.#socketOptions)
     const waiter = this.#waiter
     if (waiter !== undefined) {
       this.#waiter = undefined
@@ -205,8 +206,7 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
     if (this.#closed) return
     this.#closed = true
     this.#accepting = false
-    this.#native?.close()
-    this.#native = undefined
+    native.socketClose(this.#handle)
     collectedWhileOpen.unregister(this)
     this.#unlinkBoundFile()
     for (const socket of this.#pending.splice(0)) socket.close()
@@ -229,18 +229,25 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
   }
 
   unref(): this {
-    this.#native?.unref()
+    if (!this.#closed) native.socketSetReferenced(this.#handle, false)
     return this
   }
 
   ref(): this {
-    this.#native?.ref()
+    if (!this.#closed) native.socketSetReferenced(this.#handle, true)
     return this
   }
 
-  static #dispatch(this: UnixServer, event: number, a?: unknown): unknown {
-    if (event === EVENT.CONNECTION) this.#onConnection(a as number)
-    else if (event === EVENT.ERROR) this.emit('error', a)
-    return undefined
+  /** What the binding calls, with `this` = the server (see SocketEvents in binding.d.ts). */
+  static readonly #events = {
+    connection(this: UnixServer, connection: ReceivedFdsHandle): void {
+      this.#onConnection(connection)
+    },
+    error(this: UnixServer, error: Error): void {
+      this.emit('error', error)
+    },
   }
 }
+
+/** Set by `UnixServer.#open` for the constructor it calls. */
+let opening: { source: number | ReceivedFdsHandle; type: 'stream' | 'seqpacket'; options: Required<UnixSocketOptions> } | undefined

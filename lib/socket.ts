@@ -1,14 +1,12 @@
 // UnixSocket: an AF_UNIX socket that lives in the event loop, sends messages with descriptors
 // and delivers received ones as 'message' events or through `for await`.
 //
-// Sending: send() queues the message and a microtask flushes the queue, so messages sent in the
-// same tick go out together (sendmmsg, or one gathered sendmsg per run on a stream). What the
-// kernel cannot take yet waits for the socket to become writable. Each send's promise settles when
-// the kernel has taken the whole message.
-//
-// Receiving: the native half drains the socket when the loop says it is readable and calls
-// #onMessage once per message, each in its own callback scope. A message's descriptors are
-// closed after its handler unless taken (see ReceivedFd).
+// Sending: lib/send-queue.ts owns the queue and its promises.
+// Receiving: the binding (crates/sendmsg-napi/src/event_loop/) drains the socket when the loop
+// says it is readable and calls `message` once per message, each in its own callback scope. The
+// message's descriptors are owned by the binding and closed once its delivery ends, unless taken
+// (see ReceivedFd). A message that cannot be delivered now (paused, no listener, a `for await` not
+// asking yet) is kept in the backlog, and settled when it is delivered from there.
 import { EventEmitter } from 'node:events'
 
 import { ancillaryOf, type AncillaryItem } from './ancillary'
@@ -17,9 +15,10 @@ import { native } from './binding'
 import { chunksOf, totalLength, type Data } from './bytes'
 import { constants } from './constants'
 import { invalidArgType, invalidArgValue, isIntegerIn, stateError, validateArray, validateInteger, INT32_MAX } from './errors'
-import { EVENT, kHasFds, kMaterialize, kUnclaimed, Message, messageFrom } from './message'
-import { descriptorNumber, ReceivedFd, takeDescriptor } from './received-fd'
-import { sockTypeOf, type SocketType } from './sync'
+import { Message, messageFrom, settle } from './message'
+import { adoptionSource, descriptorNumber, ReceivedFd } from './received-fd'
+import { closedError, SendQueue, type SocketHandle } from './send-queue'
+import { sockTypeOf, socketTypeName, type SocketType } from './sync'
 
 /**
  * Options of a {@link UnixSocket}.
@@ -60,39 +59,15 @@ export interface SendOptions {
   ancillary?: readonly AncillaryItem[]
 }
 
-interface PendingSend {
-  parts: Uint8Array[]
-  length: number
-  /** Bytes already taken by the kernel (a stream's partial write). */
-  sent: number
-  fds: readonly number[]
-  ancillary: Array<[number, number, Uint8Array]> | undefined
-  address: Uint8Array | undefined
-  resolve: () => void
-  reject: (error: Error) => void
-}
-
 /** Received messages buffered (paused, or ahead of a slow `for await`) before reading stops. */
 const BACKLOG_HIGH_WATER = 64
-/** Queued messages handed to the kernel per native call, at most and at first. */
-const SEND_BATCH_MAX = 256
-const SEND_BATCH_MIN = 8
-/**
- * Retry delays, in ms, for a datagram sent to an address whose receiver is full: the kernel reports
- * an unconnected socket writable whatever the receiver's queue holds, so there is no readiness
- * event to wait for there.
- */
-const ADDRESSED_RETRY_FIRST_MS = 1
-const ADDRESSED_RETRY_MAX_MS = 50
 const DEFAULT_MAX_MESSAGE_SIZE = 65536
 const MSG_CTRUNC = constants.MSG_CTRUNC
 const MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
-export const kInternal = Symbol('internal')
-
 /**
  * A socket that is open but unreachable and idle (not reading, nothing queued) can never be used
- * again: the native side closes its descriptor when it is collected, and this says so, as Node does
+ * again: the binding closes its descriptor when it is collected, and this says so, as Node does
  * for a FileHandle collected while open.
  */
 export const collectedWhileOpen = new FinalizationRegistry<string>((what) => {
@@ -103,7 +78,23 @@ export const collectedWhileOpen = new FinalizationRegistry<string>((what) => {
 
 type Waiter = { resolve: (result: IteratorResult<Message>) => void; reject: (error: Error) => void }
 
-function validateOptions(options: unknown): Required<UnixSocketOptions> {
+/**
+ * - `connecting`: a connect() is in progress.
+ * - `open`.
+ * - `closed`: the descriptor is closed; methods stay defined and do nothing (sends reject).
+ */
+type Lifecycle = 'connecting' | 'open' | 'closed'
+/**
+ * The receiving direction: `open` until the peer's end of file (`ended`, once every buffered
+ * message was delivered) or a receive error (`failed`).
+ */
+type ReadState = 'open' | 'ended' | 'failed'
+/** How messages are consumed: 'message' events, or an async iterator. */
+type Consumer = 'events' | 'iterator'
+/** The sending direction as `end()` sees it. */
+type EndState = 'open' | 'ending' | 'ended'
+
+export function validateSocketOptions(options: unknown): Required<UnixSocketOptions> {
   if (options === undefined) return { maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE, allowHalfOpen: false, passCredentials: false }
   if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options)
   const { maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE, allowHalfOpen = false, passCredentials = false } = options as UnixSocketOptions
@@ -113,11 +104,10 @@ function validateOptions(options: unknown): Required<UnixSocketOptions> {
   return { maxMessageSize, allowHalfOpen, passCredentials }
 }
 
-const NO_FDS: readonly number[] = Object.freeze([])
-
-function fdNumbersOf(fds: unknown): readonly number[] {
-  if (fds === undefined) return NO_FDS
+function fdNumbersOf(fds: unknown): number[] | undefined {
+  if (fds === undefined) return undefined
   const list = validateArray(fds, 'options.fds')
+  if (list.length === 0) return undefined
   const numbers = new Array<number>(list.length)
   for (let i = 0; i < list.length; i++) {
     const fd = list[i]
@@ -126,19 +116,11 @@ function fdNumbersOf(fds: unknown): readonly number[] {
   return numbers
 }
 
-function closedError(): Error {
-  return stateError('ERR_SOCKET_CLOSED', 'Socket is closed')
-}
+/** Set by `openSocket` for the constructor it calls. */
+let opening: { source: number | ReturnType<typeof adoptionSource>; type: SocketType; options: Required<UnixSocketOptions> } | undefined
 
-const TYPE_OF_SOCK: Record<number, SocketType> = {
-  [constants.SOCK_STREAM]: 'stream',
-  [constants.SOCK_DGRAM]: 'dgram',
-  [constants.SOCK_SEQPACKET]: 'seqpacket',
-}
-
-export function socketTypeName(sockType: number): SocketType | undefined {
-  return TYPE_OF_SOCK[sockType]
-}
+/** Set once the class is defined: the private constructor, for `openSocket`. */
+let construct: () => UnixSocket
 
 /**
  * An AF_UNIX socket in the event loop: 'stream', 'seqpacket' or 'dgram'.
@@ -153,56 +135,46 @@ export function socketTypeName(sockType: number): SocketType | undefined {
  */
 export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, AsyncDisposable {
   readonly #type: SocketType
-  #native: InstanceType<typeof native.NativeSocket> | undefined
+  readonly #handle: SocketHandle
+  readonly #fd: number
   readonly #allowHalfOpen: boolean
-  #fd: number
-
-  #queue: PendingSend[] = []
-  #head = 0
-  #queuedBytes = 0
-  /**
-   * How many queued messages the next native call is offered: twice what the kernel took when it
-   * last filled up, so a socket that takes a few at a time is not handed (and planned) the whole
-   * queue on every writable event.
-   */
-  #sendBatch = SEND_BATCH_MAX
-  #flushScheduled = false
-  #watchingWritable = false
-  /** Set while a sendTo() waits for a full receiver (see ADDRESSED_RETRY_FIRST_MS). */
-  #retryTimer: NodeJS.Timeout | undefined
-  #retryDelay = ADDRESSED_RETRY_FIRST_MS
-  #unrefed = false
-  #needDrain = false
-  #writeError: Error | undefined
-  #ending: { resolve: () => void; promise: Promise<void> } | undefined
+  readonly #sends: SendQueue
+  #lifecycle: Lifecycle = 'open'
   #connecting: { resolve: () => void; reject: (error: Error) => void } | undefined
+  #endState: EndState = 'open'
+  #ended: Promise<void> | undefined
+  #endResolve: (() => void) | undefined
 
-  #reading = false
-  #paused = false
-  #readEnded = false
-  #endEmitted = false
-  #backlog: Message[] = []
-  /** The message whose 'message' handler just ran and whose descriptors await EVENT_SETTLE. */
-  #delivering: Message | undefined
-  #backlogScheduled = false
-  #iterating = false
-  #waiter: Waiter | undefined
+  #readState: ReadState = 'open'
   #readError: Error | undefined
-  #closed = false
+  /** The peer's end of file arrived (it is emitted once the backlog is delivered). */
+  #peerEnded = false
+  #endEmitted = false
+  #consumer: Consumer = 'events'
+  #paused = false
+  /** Whether the binding is asked to read now (derived: see #wantsToRead). */
+  #reading = false
+  #backlog: Message[] = []
+  #backlogScheduled = false
+  #waiter: Waiter | undefined
   #warnedLostFds = false
 
-  /** Use the static constructors: {@link UnixSocket.pair}, {@link UnixSocket.connect}, {@link UnixSocket.datagram}, {@link UnixSocket.from}. */
-  constructor(token: typeof kInternal, fd: number, type: SocketType, options: Required<UnixSocketOptions>) {
+  /** Use {@link UnixSocket.pair}, {@link UnixSocket.connect}, {@link UnixSocket.datagram} or {@link UnixSocket.from}. */
+  private constructor() {
     super()
-    if (token !== kInternal) throw stateError('ERR_ILLEGAL_CONSTRUCTOR', 'Use UnixSocket.pair(), connect(), datagram() or from()')
-    this.#type = type
-    this.#fd = fd
-    this.#allowHalfOpen = options.allowHalfOpen
-    // Before the native half owns the descriptor: if this throws (macOS has no SO_PASSCRED), the
-    // caller still owns it and closes it, once.
-    if (options.passCredentials) native.setPassCredentials(fd, true)
-    this.#native = new native.NativeSocket(fd, sockTypeOf(type), false, options.maxMessageSize, this, UnixSocket.#dispatch)
-    collectedWhileOpen.register(this, `A ${type} UnixSocket (fd ${fd})`, this)
+    const args = opening
+    opening = undefined
+    if (args === undefined) throw stateError('ERR_ILLEGAL_CONSTRUCTOR', 'Use UnixSocket.pair(), connect(), datagram() or from()')
+    this.#type = args.type
+    this.#allowHalfOpen = args.options.allowHalfOpen
+    // Owned by the binding from here on, and closed by it if opening fails.
+    this.#handle = native.socketOpen(args.source, { type: args.type, listening: false, maxMessageSize: args.options.maxMessageSize }, this, UnixSocket.#events)
+    this.#fd = typeof args.source === 'number' ? args.source : native.socketFd(this.#handle)
+    this.#sends = new SendQueue(this.#handle, args.type, {
+      drained: () => this.emit('drain'),
+      emptied: () => this.#afterSendsDone(),
+    })
+    collectedWhileOpen.register(this, `A ${args.type} UnixSocket (fd ${this.#fd})`, this)
     this.on('newListener', (event) => {
       if (event === 'message') queueMicrotask(() => this.#updateReading())
     })
@@ -219,9 +191,16 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
    * @example const [parent, child] = UnixSocket.pair('seqpacket')
    */
   static pair(type: SocketType = 'stream', options?: UnixSocketOptions): [UnixSocket, UnixSocket] {
-    const checked = validateOptions(options)
+    const checked = validateSocketOptions(options)
     const [a, b] = native.socketpair(sockTypeOf(type), true) as [number, number]
-    return [adopt(a, type, checked), adopt(b, type, checked)]
+    let first: UnixSocket
+    try {
+      first = openSocket(a, type, checked)
+    } catch (error) {
+      native.closeFd(b)
+      throw error
+    }
+    return [first, openSocket(b, type, checked)]
   }
 
   /**
@@ -234,10 +213,10 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     const type = options?.type ?? 'stream'
     const address = addressOf(path)
     // Every argument is checked before the descriptor exists: nothing to leak when one is wrong.
-    const checked = validateOptions(stripType(options))
-    const socket = adopt(native.unixSocket(sockTypeOf(type)), type, checked)
+    const checked = validateSocketOptions(stripType(options))
+    const socket = openSocket(native.unixSocket(sockTypeOf(type)), type, checked)
     try {
-      if (!native.connectUnix(socket.#fd, address)) await socket.#waitConnected()
+      if (!native.socketConnect(socket.#handle, address)) await socket.#waitConnected()
     } catch (error) {
       socket.close()
       throw withAddress(error as Error, path)
@@ -252,9 +231,9 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
    * @example const server = UnixSocket.datagram('/tmp/app.dgram')
    */
   static datagram(path?: string, options?: UnixSocketOptions): UnixSocket {
-    const checked = validateOptions(options)
+    const checked = validateSocketOptions(options)
     const address = path === undefined ? undefined : addressOf(path)
-    const socket = adopt(native.unixSocket(constants.SOCK_DGRAM), 'dgram', checked)
+    const socket = openSocket(native.unixSocket(constants.SOCK_DGRAM), 'dgram', checked)
     if (address !== undefined) {
       try {
         native.bindUnix(socket.#fd, address)
@@ -273,7 +252,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
    * @example const channel = UnixSocket.from(3)
    */
   static from(fd: number | ReceivedFd, options?: UnixSocketOptions): UnixSocket {
-    const checked = validateOptions(options)
+    const checked = validateSocketOptions(options)
     const number = descriptorNumber(fd)
     const description = native.describeSocket(number)
     if (description.family !== constants.AF_UNIX) {
@@ -282,8 +261,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     if (description.listening) throw invalidArgValue('fd', number, 'is a listening socket: use UnixServer.from()')
     const type = socketTypeName(description.type)
     if (type === undefined) throw invalidArgValue('fd', number, 'is not a stream, seqpacket or dgram socket')
-    // Checked while borrowed; owned from here on (adopt closes it if wrapping fails).
-    return adopt(takeDescriptor(fd), type, checked)
+    return openSocket(adoptionSource(fd), type, checked)
   }
 
   /** 'stream', 'seqpacket' or 'dgram'. */
@@ -293,33 +271,35 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
 
   /** The descriptor, still owned by the socket; -1 once closed. */
   get fd(): number {
-    return this.#closed ? -1 : this.#fd
+    return this.#lifecycle === 'closed' ? -1 : this.#fd
   }
 
   get closed(): boolean {
-    return this.#closed
+    return this.#lifecycle === 'closed'
   }
 
   /** Bytes queued and not yet taken by the kernel. */
   get writableLength(): number {
-    return this.#queuedBytes
+    return this.#sends.length
   }
 
   /** This socket's address; undefined when unnamed. */
   get localAddress(): string | undefined {
-    if (this.#closed) return undefined
+    if (this.closed) return undefined
     return native.localAddress(this.#fd)?.toString('utf8') ?? undefined
   }
 
   /** The connected peer's address; undefined when unnamed or unconnected. */
   get remoteAddress(): string | undefined {
-    if (this.#closed) return undefined
+    if (this.closed) return undefined
     try {
       return native.peerAddress(this.#fd)?.toString('utf8') ?? undefined
     } catch {
       return undefined
     }
   }
+
+  // Sending -----------------------------------------------------------------------------------
 
   /**
    * Sends one message. Resolves when the kernel has taken all of it; rejects with a Node-style
@@ -352,222 +332,14 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     const ancillary = options?.ancillary === undefined ? undefined : ancillaryOf(options.ancillary, 'options.ancillary')
     const length = totalLength(parts)
     if (this.#type === 'stream' && length === 0) {
-      if (fds.length > 0 || ancillary !== undefined) {
+      if (fds !== undefined || ancillary !== undefined) {
         throw invalidArgValue('data', data, 'must not be empty when descriptors or control messages are sent on a stream socket: the kernel would drop them')
       }
-      return this.#closed ? Promise.reject(closedError()) : Promise.resolve()
+      return this.closed ? Promise.reject(closedError()) : Promise.resolve()
     }
-    if (this.#closed) return Promise.reject(closedError())
-    if (this.#writeError) return Promise.reject(this.#writeError)
-    if (this.#ending) return Promise.reject(stateError('ERR_STREAM_WRITE_AFTER_END', 'write after end'))
-    // Queued, and flushed in a microtask: messages sent in the same tick leave together, which is
-    // what lets both ends batch (measured: sending at once costs a wakeup per message).
-    return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ parts, length, sent: 0, fds, ancillary, address, resolve, reject })
-      this.#queuedBytes += length
-      if (!this.#flushScheduled && !this.#watchingWritable && this.#retryTimer === undefined) {
-        this.#flushScheduled = true
-        queueMicrotask(this.#flushLater)
-      }
-    })
-  }
-
-  readonly #flushLater = (): void => {
-    this.#flushScheduled = false
-    this.#flush()
-  }
-
-  /**
-   * Hands queued messages to the kernel until it is full or the queue is empty. `retrying`: the
-   * retry timer calls (see #waitForRoom).
-   */
-  #flush(retrying = false): void {
-    const socket = this.#native
-    if (socket === undefined || this.#closed) return
-    const head = this.#head
-    const queuedBytes = this.#queuedBytes
-    // Re-read the queue each time round: a failure replaces it.
-    while (this.#head < this.#queue.length) {
-      const first = this.#queue[this.#head]!
-      let done: boolean
-      try {
-        if (first.ancillary !== undefined) done = this.#sendWithAncillary(socket, first)
-        else if (this.#head === this.#queue.length - 1 && first.parts.length === 1) done = this.#sendOne(socket, first)
-        else done = this.#sendPlain(socket)
-      } catch (error) {
-        this.#failSends(error as Error)
-        if (this.#closed) return
-        continue
-      }
-      if (!done) {
-        this.#needDrain = true
-        this.#waitForRoom(retrying, this.#head !== head || this.#queuedBytes !== queuedBytes)
-        return
-      }
-    }
-    this.#queue = []
-    this.#head = 0
-    this.#retryDelay = ADDRESSED_RETRY_FIRST_MS
-    this.#setWatchingWritable(false)
-    if (this.#needDrain) {
-      this.#needDrain = false
-      this.emit('drain')
-    }
-    this.#afterQueueEmpty()
-  }
-
-  /** Sends a run of queued messages without extra control data. Returns whether all of it went. */
-  #sendPlain(socket: InstanceType<typeof native.NativeSocket>): boolean {
-    const queue = this.#queue
-    const parts: Uint8Array[] = []
-    const addresses: Uint8Array[] = []
-    let planLength = 0
-    let end = this.#head
-    while (end < queue.length && end - this.#head < this.#sendBatch && queue[end]!.ancillary === undefined) {
-      const pending = queue[end]!
-      planLength += 3 + (pending.sent === 0 ? pending.fds.length : 0)
-      end++
-    }
-    const plan = new Int32Array(planLength)
-    let p = 0
-    for (let i = this.#head; i < end; i++) {
-      const pending = queue[i]!
-      const messageParts = pending.sent === 0 ? pending.parts : remainingParts(pending)
-      for (const part of messageParts) parts.push(part)
-      plan[p++] = messageParts.length
-      plan[p++] = pending.address === undefined ? 0 : 1
-      if (pending.address !== undefined) addresses.push(pending.address)
-      const fds = pending.sent === 0 ? pending.fds : []
-      plan[p++] = fds.length
-      for (const fd of fds) plan[p++] = fd
-    }
-    const offered = end - this.#head
-    const head = this.#head
-    const progress = socket.send(parts, plan, addresses.length > 0 ? addresses : undefined)
-    const done = this.#type === 'stream' ? this.#advanceBytes(progress, end) : (this.#completeMessages(progress), this.#head === end)
-    const taken = this.#head - head
-    this.#sendBatch = done ? Math.min(SEND_BATCH_MAX, Math.max(offered * 2, this.#sendBatch)) : Math.max(SEND_BATCH_MIN, taken * 2)
-    return done
-  }
-
-  /** The only queued message, in one part: the lean path of a request or a reply. */
-  #sendOne(socket: InstanceType<typeof native.NativeSocket>, pending: PendingSend): boolean {
-    const first = pending.sent === 0
-    const data = first ? pending.parts[0]! : pending.parts[0]!.subarray(pending.sent)
-    // The binding only reads the list.
-    const sent = socket.sendOne(data, first && pending.fds.length > 0 ? (pending.fds as number[]) : undefined, pending.address)
-    if (sent < 0) return false
-    if (this.#type === 'stream') return this.#advanceBytes(sent, this.#head + 1)
-    this.#completeMessages(1)
-    return true
-  }
-
-  #sendWithAncillary(socket: InstanceType<typeof native.NativeSocket>, pending: PendingSend): boolean {
-    const first = pending.sent === 0
-    const sent = socket.sendWithAncillary(
-      first ? pending.parts : remainingParts(pending),
-      first ? [...pending.ancillary!, ...(pending.fds.length > 0 ? [fdTriple(pending.fds)] : [])] : [],
-      pending.address,
-    )
-    if (sent < 0) return false
-    if (this.#type === 'stream') return this.#advanceBytes(sent, this.#head + 1)
-    this.#completeMessages(1)
-    return true
-  }
-
-  /** A stream took `bytes`: resolve the messages it completed, note a partial one. */
-  #advanceBytes(bytes: number, end: number): boolean {
-    const queue = this.#queue
-    this.#queuedBytes -= bytes
-    while (bytes > 0 && this.#head < end) {
-      const pending = queue[this.#head]!
-      const left = pending.length - pending.sent
-      if (bytes < left) {
-        pending.sent += bytes
-        return false
-      }
-      bytes -= left
-      this.#head++
-      pending.resolve()
-    }
-    return this.#head === end
-  }
-
-  #completeMessages(count: number): void {
-    const queue = this.#queue
-    for (let i = 0; i < count; i++) {
-      const pending = queue[this.#head++]!
-      this.#queuedBytes -= pending.length
-      pending.resolve()
-    }
-  }
-
-  /** A send failed. A datagram's error is its own (one destination); any other breaks the socket. */
-  #failSends(error: Error): void {
-    if (this.#type === 'dgram' && (error as { code?: string }).code !== 'EBADF') {
-      const pending = this.#queue[this.#head++]!
-      this.#queuedBytes -= pending.length
-      pending.reject(error)
-      return
-    }
-    this.#writeError = error
-    this.#rejectQueued(error)
-    this.#setWatchingWritable(false)
-    this.#afterQueueEmpty()
-  }
-
-  #rejectQueued(error: Error): void {
-    const queue = this.#queue
-    const head = this.#head
-    this.#queue = []
-    this.#head = 0
-    this.#queuedBytes = 0
-    for (let i = head; i < queue.length; i++) queue[i]!.reject(error)
-  }
-
-  /**
-   * The kernel is full: go on when the socket becomes writable. Except for a datagram sent to an
-   * address whose receiver is full: the kernel reports an unconnected socket writable whatever that
-   * receiver holds, so once a writable event or a retry has brought nothing, retry on a timer,
-   * after delays doubling from ADDRESSED_RETRY_FIRST_MS to ADDRESSED_RETRY_MAX_MS.
-   */
-  #waitForRoom(retrying: boolean, progressed: boolean): void {
-    if (progressed) this.#retryDelay = ADDRESSED_RETRY_FIRST_MS
-    const stuck = !progressed && (retrying || this.#watchingWritable) && this.#queue[this.#head]!.address !== undefined
-    if (!stuck) return this.#setWatchingWritable(true)
-    this.#setWatchingWritable(false)
-    const delay = this.#retryDelay
-    this.#retryDelay = Math.min(delay * 2, ADDRESSED_RETRY_MAX_MS)
-    this.#retryTimer = setTimeout(this.#retry, delay)
-    if (this.#unrefed) this.#retryTimer.unref()
-  }
-
-  readonly #retry = (): void => {
-    this.#retryTimer = undefined
-    this.#flush(true)
-  }
-
-  #setWatchingWritable(on: boolean): void {
-    if (this.#watchingWritable === on || this.#closed) return
-    this.#watchingWritable = on
-    this.#native!.watchWritable(on)
-  }
-
-  #afterQueueEmpty(): void {
-    if (this.#ending) {
-      const ending = this.#ending
-      if (this.#type !== 'dgram' && !this.#writeError && !this.#closed) {
-        try {
-          this.#native!.shutdown()
-        } catch {
-          // The peer is gone; ending is moot.
-        }
-      }
-      ending.resolve()
-      if (this.#readEnded && !this.#allowHalfOpen) this.close()
-    } else if (this.#readEnded && !this.#allowHalfOpen && this.#endEmitted) {
-      this.close()
-    }
+    if (this.closed) return Promise.reject(closedError())
+    if (this.#endState !== 'open') return Promise.reject(stateError('ERR_STREAM_WRITE_AFTER_END', 'write after end'))
+    return this.#sends.push({ parts, length, fds, ancillary, address })
   }
 
   /**
@@ -575,36 +347,47 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
    * seqpacket). Further sends reject.
    */
   end(): Promise<void> {
-    if (this.#ending) return this.#ending.promise
-    let resolve!: () => void
-    const promise = new Promise<void>((r) => (resolve = r))
-    this.#ending = { resolve, promise }
-    if (this.#closed) resolve()
-    else if (this.#head >= this.#queue.length && !this.#flushScheduled) this.#afterQueueEmpty()
-    return promise
+    if (this.#ended !== undefined) return this.#ended
+    this.#ended = new Promise<void>((resolve) => (this.#endResolve = resolve))
+    this.#endState = 'ending'
+    if (this.closed || this.#sends.isEmpty) this.#afterSendsDone()
+    return this.#ended
+  }
+
+  /** The send queue is empty: finish an end(), and close a socket whose peer has ended. */
+  #afterSendsDone(): void {
+    if (this.#endState === 'ending') {
+      this.#endState = 'ended'
+      if (this.#type !== 'dgram' && this.#sends.error === undefined && !this.closed) {
+        try {
+          native.socketShutdown(this.#handle)
+        } catch {
+          // The peer is gone; ending is moot.
+        }
+      }
+      this.#endResolve!()
+    }
+    if (this.#endEmitted && !this.#allowHalfOpen) this.close()
   }
 
   #waitConnected(): Promise<void> {
+    this.#lifecycle = 'connecting'
     return new Promise<void>((resolve, reject) => {
       this.#connecting = { resolve, reject }
-      this.#setWatchingWritable(true)
     })
   }
 
   #onWritable(): void {
     const connecting = this.#connecting
-    if (connecting) {
-      this.#connecting = undefined
-      this.#setWatchingWritable(false)
-      try {
-        native.finishConnect(this.#fd)
-        connecting.resolve()
-      } catch (error) {
-        connecting.reject(error as Error)
-      }
-      return
+    if (connecting === undefined) return this.#sends.writable()
+    this.#connecting = undefined
+    this.#lifecycle = 'open'
+    try {
+      native.socketFinishConnect(this.#handle)
+      connecting.resolve()
+    } catch (error) {
+      connecting.reject(error as Error)
     }
-    this.#flush()
   }
 
   // Receiving ---------------------------------------------------------------------------------
@@ -628,8 +411,8 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   }
 
   #wantsToRead(): boolean {
-    if (this.#closed || this.#readEnded) return false
-    if (this.#iterating) return this.#backlog.length < BACKLOG_HIGH_WATER
+    if (this.closed || this.#peerEnded || this.#readState !== 'open') return false
+    if (this.#consumer === 'iterator') return this.#backlog.length < BACKLOG_HIGH_WATER
     return !this.#paused && this.#backlog.length === 0 && this.listenerCount('message') > 0
   }
 
@@ -637,28 +420,25 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     const want = this.#wantsToRead()
     if (want === this.#reading) return
     this.#reading = want
-    if (want) this.#native!.readStart()
-    else this.#native!.readStop()
+    native.socketSetReading(this.#handle, want)
   }
 
-  #onMessage(message: Message): void {
+  /** A message arrived. Returns whether it is kept for a later delivery (then settled by us). */
+  #onMessage(message: Message): boolean {
     if ((message.flags & MSG_CTRUNC) !== 0) this.#warnLostFds()
     const waiter = this.#waiter
     if (waiter !== undefined) {
       this.#waiter = undefined
-      message[kMaterialize]()
       waiter.resolve({ value: message, done: false })
-      return
+      return true
     }
-    if (this.#iterating || this.#paused || this.#backlog.length > 0 || this.listenerCount('message') === 0) {
-      message[kMaterialize]()
+    if (this.#consumer === 'iterator' || this.#paused || this.#backlog.length > 0 || this.listenerCount('message') === 0) {
       this.#backlog.push(message)
-      if (this.#backlog.length >= BACKLOG_HIGH_WATER || !this.#iterating) this.#updateReading()
-      return
+      if (this.#backlog.length >= BACKLOG_HIGH_WATER || this.#consumer !== 'iterator') this.#updateReading()
+      return true
     }
-    this.#emitMessage(message)
-    // Settled on EVENT_SETTLE, once the handler's microtasks have run too.
-    if (message[kHasFds]()) this.#delivering = message
+    this.emit('message', message)
+    return false
   }
 
   /**
@@ -677,24 +457,8 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     )
   }
 
-  #emitMessage(message: Message): void {
-    try {
-      this.emit('message', message)
-    } catch (error) {
-      // The native side leaves everything to us when the handler throws.
-      message.settle()
-      throw error
-    }
-  }
-
-  #onSettle(): true | number[] | undefined {
-    const message = this.#delivering
-    this.#delivering = undefined
-    return message?.[kUnclaimed]()
-  }
-
   #scheduleBacklog(): void {
-    if (this.#backlogScheduled || this.#iterating) return
+    if (this.#backlogScheduled || this.#consumer === 'iterator') return
     this.#backlogScheduled = true
     setImmediate(this.#deliverBacklog)
   }
@@ -702,46 +466,51 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   /** One buffered message per turn of the loop, so that each handler's microtasks run before the next. */
   readonly #deliverBacklog = (): void => {
     this.#backlogScheduled = false
-    if (this.#closed || this.#paused || this.#iterating) return
+    if (this.closed || this.#paused || this.#consumer === 'iterator') return
     if (this.listenerCount('message') === 0) return
     const message = this.#backlog.shift()
     if (message !== undefined) {
-      this.#emitMessage(message)
-      // Settled once the handler's microtasks have run, as for a message straight off the socket.
-      setImmediate(() => message.settle())
+      try {
+        this.emit('message', message)
+      } finally {
+        // Settled once the handler's microtasks have run, as for a message straight off the socket.
+        setImmediate(settle, message)
+      }
     }
     if (this.#backlog.length > 0) this.#scheduleBacklog()
-    else if (this.#readEnded) this.#finishEnd()
+    else if (this.#peerEnded) this.#emitEnd()
     else this.#updateReading()
   }
 
   #onEnd(): void {
-    this.#readEnded = true
+    this.#peerEnded = true
     this.#reading = false
-    if (this.#backlog.length === 0 || this.#iterating) this.#finishEnd()
+    if (this.#backlog.length === 0 || this.#consumer === 'iterator') this.#emitEnd()
   }
 
-  #finishEnd(): void {
+  #emitEnd(): void {
     if (this.#endEmitted) return
-    if (this.#iterating && this.#backlog.length > 0) return
+    if (this.#consumer === 'iterator' && this.#backlog.length > 0) return
     this.#endEmitted = true
+    this.#readState = 'ended'
     const waiter = this.#waiter
     this.#waiter = undefined
     waiter?.resolve({ value: undefined, done: true })
     this.emit('end')
-    if (!this.#allowHalfOpen && !this.#closed) {
-      if (this.#head >= this.#queue.length && !this.#flushScheduled) this.close()
+    if (!this.#allowHalfOpen && !this.closed) {
+      if (this.#sends.isEmpty) this.close()
       else void this.end()
     }
   }
 
   #onError(error: Error): void {
+    this.#readState = 'failed'
     this.#readError = error
     this.#reading = false
     const waiter = this.#waiter
     this.#waiter = undefined
     if (waiter !== undefined) waiter.reject(error)
-    else if (!this.#iterating || this.listenerCount('error') > 0) this.emit('error', error)
+    else if (this.#consumer !== 'iterator' || this.listenerCount('error') > 0) this.emit('error', error)
     this.close()
   }
 
@@ -752,18 +521,18 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
    * @example for await (const msg of sock) handle(msg.data, msg.fds)
    */
   [Symbol.asyncIterator](): AsyncIterableIterator<Message> {
-    if (this.#iterating) throw stateError('ERR_SENDMSG_ALREADY_ITERATING', 'This socket already has an active iterator')
-    this.#iterating = true
+    if (this.#consumer === 'iterator') throw stateError('ERR_SENDMSG_ALREADY_ITERATING', 'This socket already has an active iterator')
+    this.#consumer = 'iterator'
     this.#updateReading()
     let previous: Message | undefined
     const settlePrevious = () => {
-      previous?.settle()
+      if (previous !== undefined) settle(previous)
       previous = undefined
     }
     const stop = (): IteratorResult<Message> => {
       settlePrevious()
-      if (this.#iterating) {
-        this.#iterating = false
+      if (this.#consumer === 'iterator') {
+        this.#consumer = 'events'
         this.#updateReading()
         if (this.#backlog.length > 0) this.#scheduleBacklog()
       }
@@ -772,7 +541,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     const iterator: AsyncIterableIterator<Message> = {
       next: async () => {
         settlePrevious()
-        if (!this.#iterating) return { value: undefined, done: true }
+        if (this.#consumer !== 'iterator') return { value: undefined, done: true }
         const result = await this.#pull()
         if (result.done) stop()
         else previous = result.value
@@ -793,8 +562,8 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
       return Promise.resolve({ value: message, done: false })
     }
     if (this.#readError) return Promise.reject(this.#readError)
-    if (this.#readEnded || this.#closed) {
-      this.#finishEnd()
+    if (this.#peerEnded || this.closed) {
+      this.#emitEnd()
       return Promise.resolve({ value: undefined, done: true })
     }
     return new Promise((resolve, reject) => {
@@ -809,21 +578,16 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
    * close, 'close' follows. Idempotent.
    */
   close(): void {
-    if (this.#closed) return
-    this.#closed = true
+    if (this.closed) return
+    this.#lifecycle = 'closed'
     this.#reading = false
-    this.#watchingWritable = false
-    clearTimeout(this.#retryTimer)
-    this.#retryTimer = undefined
-    this.#native?.close()
-    this.#native = undefined
+    native.socketClose(this.#handle)
     collectedWhileOpen.unregister(this)
-    const error = closedError()
-    this.#rejectQueued(error)
-    this.#connecting?.reject(error)
+    this.#sends.close()
+    this.#connecting?.reject(closedError())
     this.#connecting = undefined
-    this.#ending?.resolve()
-    for (const message of this.#backlog.splice(0)) message.settle()
+    this.#endResolve?.()
+    for (const message of this.#backlog.splice(0)) settle(message)
     const waiter = this.#waiter
     this.#waiter = undefined
     waiter?.resolve({ value: undefined, done: true })
@@ -836,84 +600,67 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
 
   /** Lets the process exit while this socket is open (it still works while the process runs). */
   unref(): this {
-    this.#native?.unref()
-    this.#unrefed = true
-    this.#retryTimer?.unref()
+    if (!this.closed) native.socketSetReferenced(this.#handle, false)
+    this.#sends.setReferenced(false)
     return this
   }
 
   /** Undoes {@link UnixSocket.unref}. */
   ref(): this {
-    this.#native?.ref()
-    this.#unrefed = false
-    this.#retryTimer?.ref()
+    if (!this.closed) native.socketSetReferenced(this.#handle, true)
+    this.#sends.setReferenced(true)
     return this
   }
 
-  static #dispatch(
-    this: UnixSocket,
-    event: number,
-    a?: unknown,
-    b?: unknown,
-    c?: unknown,
-    d?: unknown,
-    e?: unknown,
-    f?: unknown,
-    g?: unknown,
-    h?: unknown,
-  ): unknown {
-    switch (event) {
-      case EVENT.MESSAGE:
-        return this.#onMessage(
-          messageFrom(a as ArrayBuffer, b as number, c as number, d as number, e as number, f as Int32Array, g as string | undefined, h as never),
-        )
-      case EVENT.SETTLE:
-        return this.#onSettle()
-      case EVENT.WRITABLE:
-        return this.#onWritable()
-      case EVENT.END:
-        return this.#onEnd()
-      case EVENT.ERROR:
-        return this.#onError(a as Error)
+  /** What the binding calls, with `this` = the socket (see SocketEvents in binding.d.ts). */
+  static readonly #events = {
+    message(this: UnixSocket, ...args: Parameters<typeof messageFrom>): boolean {
+      return this.#onMessage(messageFrom(...args))
+    },
+    writable(this: UnixSocket): void {
+      this.#onWritable()
+    },
+    end(this: UnixSocket): void {
+      this.#onEnd()
+    },
+    error(this: UnixSocket, error: Error): void {
+      this.#onError(error)
+    },
+  }
+
+  static {
+    construct = () => new UnixSocket()
+  }
+}
+
+
+/**
+ * Internal: a UnixSocket on `source` (a descriptor number this package just made or accepted, or
+ * a handle the binding made), which it owns from now on, closing it if opening fails.
+ */
+export function openSocket(source: number | ReturnType<typeof adoptionSource>, type: SocketType, options: Required<UnixSocketOptions>): UnixSocket {
+  // Before the binding owns the descriptor: if this throws (macOS has no SO_PASSCRED), the
+  // descriptor is closed here, once.
+  if (options.passCredentials) {
+    try {
+      native.setPassCredentials(typeof source === 'number' ? source : native.receivedFdNumber(source, 0), true)
+    } catch (error) {
+      if (typeof source === 'number') native.closeFd(source)
+      else native.receivedFdsSettle(source)
+      throw error
     }
-    return undefined
+  }
+  opening = { source, type, options }
+  try {
+    return construct()
+  } finally {
+    opening = undefined
   }
 }
 
 function stripType(options: (UnixSocketOptions & { type?: SocketType }) | undefined): UnixSocketOptions | undefined {
-  // Not an object: left for validateOptions to refuse.
+  // Not an object: left for validateSocketOptions to refuse.
   if (options === null || typeof options !== 'object') return options
   const { type: _type, ...rest } = options
   return rest
 }
-
-function remainingParts(pending: PendingSend): Uint8Array[] {
-  let skip = pending.sent
-  const parts: Uint8Array[] = []
-  for (const part of pending.parts) {
-    if (skip >= part.byteLength) {
-      skip -= part.byteLength
-      continue
-    }
-    parts.push(skip > 0 ? part.subarray(skip) : part)
-    skip = 0
-  }
-  return parts
-}
-
-function fdTriple(fds: readonly number[]): [number, number, Uint8Array] {
-  const packed = new Uint8Array(new Int32Array(fds).buffer)
-  return [constants.SOL_SOCKET, constants.SCM_RIGHTS, packed]
-}
-
-/** Wraps a descriptor this package just created or accepted; closes it if wrapping fails. */
-export function adopt(fd: number, type: SocketType, options: Required<UnixSocketOptions>): UnixSocket {
-  try {
-    return new UnixSocket(kInternal, fd, type, options)
-  } catch (error) {
-    native.closeFd(fd)
-    throw error
-  }
-}
-
-export { validateOptions as validateSocketOptions }

@@ -71,15 +71,21 @@ export function getSocketFamily(socket: SocketLike): number {
 export type SocketType = 'stream' | 'dgram' | 'seqpacket'
 const SOCKET_TYPES: readonly SocketType[] = ['stream', 'dgram', 'seqpacket']
 
+/** The one table of socket types: the package's names and the platform's `SOCK_*` values. */
+const SOCK_TYPE_VALUES: Readonly<Record<SocketType, number>> = {
+  stream: constants.SOCK_STREAM,
+  dgram: constants.SOCK_DGRAM,
+  seqpacket: constants.SOCK_SEQPACKET,
+}
+
+/** The `SOCK_*` value of a socket type name, checked. */
 export function sockTypeOf(type: unknown, name = 'type'): number {
-  switch (validateOneOf(type, name, SOCKET_TYPES)) {
-    case 'stream':
-      return constants.SOCK_STREAM
-    case 'dgram':
-      return constants.SOCK_DGRAM
-    case 'seqpacket':
-      return constants.SOCK_SEQPACKET
-  }
+  return SOCK_TYPE_VALUES[validateOneOf(type, name, SOCKET_TYPES)]
+}
+
+/** The package's name for a `SO_TYPE` value; undefined for what it does not handle. */
+export function socketTypeName(sockType: number): SocketType | undefined {
+  return SOCKET_TYPES.find((type) => SOCK_TYPE_VALUES[type] === sockType)
 }
 
 /**

@@ -8,7 +8,7 @@
 
 mod constants;
 mod errors;
-mod event_socket;
+mod event_loop;
 mod js_call;
 mod outgoing;
 mod reactor;

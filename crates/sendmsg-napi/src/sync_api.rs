@@ -4,7 +4,7 @@
 //! data as a list of byte views, ancillary data as `[level, type, bytes]` triples, integers in range.
 //! These calls block when the socket is blocking: that is their contract.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::os::fd::{AsRawFd, IntoRawFd};
 
 use napi::bindgen_prelude::*;
@@ -17,7 +17,7 @@ use crate::{errors, outgoing, socket_ops};
 
 thread_local! {
   /// Reused across calls on one thread; large one-off requests do not stay cached.
-  static SCRATCH: RefCell<(Vec<u8>, ControlBuffer)> = RefCell::new((Vec::new(), ControlBuffer::default()));
+  static SCRATCH: Cell<(Vec<u8>, ControlBuffer)> = Cell::new((Vec::new(), ControlBuffer::default()));
 }
 
 const SCRATCH_KEEP: usize = 1 << 20;
@@ -57,9 +57,12 @@ pub fn recvmsg<'env>(
 ) -> Result<Object<'env>> {
   let control_len = cmsg::cmsg_space(cmsg_size as usize)
     .ok_or_else(|| errors::throw_range_error(env, "ERR_OUT_OF_RANGE", "cmsgSize is too large"))?;
-  SCRATCH.with(|scratch| {
-    let mut scratch = scratch.borrow_mut();
-    let (data, control) = &mut *scratch;
+  // Taken out of the thread's cell for the call: building the result may run user code (a setter
+  // on Object.prototype) that calls recvmsg again, which then finds no borrow and uses a fresh
+  // scratch of its own.
+  let mut scratch = SCRATCH.take();
+  let result = (|| {
+    let (data, control) = &mut scratch;
     let max_size = max_size as usize;
     if data.len() < max_size {
       // A fresh calloc'd buffer, not a resize: a large maxSize must not cost a memset per call.
@@ -83,7 +86,9 @@ pub fn recvmsg<'env>(
       *control = ControlBuffer::default();
     }
     result
-  })
+  })();
+  SCRATCH.set(scratch);
+  result
 }
 
 /// `{ data, ancillary, flags }`. Descriptors are handed over as numbers only once every value is

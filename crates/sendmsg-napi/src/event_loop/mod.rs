@@ -1,0 +1,254 @@
+//! Sockets in the event loop: the native half of `UnixSocket` and `UnixServer` (lib/socket/).
+//!
+//! Follow a message out: `UnixSocket.send()` queues it (lib/socket/send-queue.ts) and calls
+//! [`send::socket_send`] or [`send::socket_send_queued`], which hand it to the core
+//! (`sendmsg_core::message::send`, `sendmsg_core::batch`), which makes the system call.
+//! Follow one in: the reactor reports the socket readable to [`socket::EventSocket::ready`],
+//! [`receive::drain`] receives a batch through the core and calls JavaScript's `message` event
+//! once per message, with the message's descriptors owned by a [`received_fds::ReceivedFds`].
+//!
+//! JavaScript holds a socket as an `ExternalObject<'UnixSocket'>` and calls the plain functions
+//! below with it; the socket calls JavaScript back through the [`SocketEvents`] it was opened with.
+
+mod delivery;
+mod handle;
+mod receive;
+mod received_fds;
+mod send;
+mod socket;
+mod teardown;
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::rc::Rc;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+use nix::errno::Errno;
+use sendmsg_core::socket::{self as core_socket, SocketKind};
+use sendmsg_core::SysError;
+
+use crate::errors;
+use crate::js_call::Reference;
+use handle::{handle_value, new_handle, HandleKind, Handled};
+use socket::{EventSocket, Events, JsSide, Role, Writing};
+
+/// An AF_UNIX socket type, as the TypeScript layer names it.
+#[napi(string_enum = "lowercase")]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SocketType {
+  Stream,
+  Seqpacket,
+  Dgram,
+}
+
+impl From<SocketType> for SocketKind {
+  fn from(socket_type: SocketType) -> Self {
+    match socket_type {
+      SocketType::Stream => SocketKind::Stream,
+      SocketType::Seqpacket => SocketKind::SeqPacket,
+      SocketType::Dgram => SocketKind::Datagram,
+    }
+  }
+}
+
+/// How to open a socket in the event loop.
+#[napi(object)]
+pub struct SocketOpenOptions {
+  #[napi(js_name = "type")]
+  pub socket_type: SocketType,
+  /// A listening socket: it accepts connections instead of receiving messages.
+  pub listening: bool,
+  /// The largest message (or stream chunk) received in one piece.
+  pub max_message_size: u32,
+}
+
+/// What a socket calls, each with `this` = the owner it was opened with. `message` returns
+/// whether JavaScript kept the message for a later delivery (then it settles its descriptors).
+#[napi(object, object_to_js = false)]
+pub struct SocketEvents<'a> {
+  #[napi(
+    ts_type = "(this: any, slab: ArrayBuffer, offset: number, length: number, flags: number, fds: ExternalObject<'ReceivedFds'> | undefined, fdCount: number, address: string | undefined, ancillary: Array<[number, number, Buffer]> | undefined) => boolean"
+  )]
+  pub message: Option<Unknown<'a>>,
+  #[napi(ts_type = "(this: any) => void")]
+  pub writable: Option<Unknown<'a>>,
+  #[napi(ts_type = "(this: any) => void")]
+  pub end: Option<Unknown<'a>>,
+  #[napi(ts_type = "(this: any, error: Error) => void")]
+  pub error: Option<Unknown<'a>>,
+  #[napi(ts_type = "(this: any, connection: ExternalObject<'ReceivedFds'>) => void")]
+  pub connection: Option<Unknown<'a>>,
+}
+
+/// What JavaScript holds: the socket, closed when JavaScript lets go of it.
+struct SocketHandle(Rc<EventSocket>);
+
+impl Handled for SocketHandle {
+  const KIND: &'static HandleKind = &HandleKind("UnixSocket");
+}
+
+impl Drop for SocketHandle {
+  /// Collected while idle (or the environment is going): nothing else can close it now.
+  fn drop(&mut self) {
+    self.0.close();
+  }
+}
+
+fn socket_of<'a>(env: &Env, socket: Unknown<'_>) -> Result<&'a Rc<EventSocket>> {
+  handle_value::<SocketHandle>(env, socket.raw()).map(|handle| &handle.0)
+}
+
+fn function_ref(env: &Env, value: Option<Unknown<'_>>) -> Result<Option<Reference>> {
+  value
+    .filter(|value| matches!(value.get_type(), Ok(ValueType::Function)))
+    .map(|value| Reference::new(env.raw(), value.raw(), true))
+    .transpose()
+}
+
+/// Takes `source` over: a descriptor number the caller gives up, or slot 0 of a received
+/// descriptors handle (an accepted connection, a kept ReceivedFd), moved in one step.
+fn take_source(env: &Env, source: &Unknown<'_>) -> Result<OwnedFd> {
+  if source.get_type()? == ValueType::Number {
+    let fd: i32 = unsafe { i32::from_napi_value(env.raw(), source.raw())? };
+    if fd < 0 {
+      return Err(errors::throw_range_error(
+        env,
+        "ERR_OUT_OF_RANGE",
+        "a descriptor is a non-negative integer",
+      ));
+    }
+    // SAFETY: the caller gives up fd.
+    return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+  }
+  received_fds::take_from(env, source.raw(), 0)?.ok_or_else(|| {
+    errors::throw_state_error(
+      env,
+      "ERR_SENDMSG_FD_RELEASED",
+      "This descriptor was taken or closed",
+    )
+  })
+}
+
+/// Opens a socket in the event loop on `source`, which it owns from now on (and closes if opening
+/// fails). `owner` is `this` for the `events` calls.
+#[napi(
+  ts_args_type = "source: number | ExternalObject<'ReceivedFds'>, options: SocketOpenOptions, owner: object, events: SocketEvents",
+  ts_return_type = "ExternalObject<'UnixSocket'>"
+)]
+pub fn socket_open<'env>(
+  env: &'env Env,
+  source: Unknown<'env>,
+  options: SocketOpenOptions,
+  owner: Unknown<'env>,
+  events: SocketEvents<'env>,
+) -> Result<Unknown<'env>> {
+  let fd = take_source(env, &source)?;
+  let events = Events {
+    message: function_ref(env, events.message)?,
+    writable: function_ref(env, events.writable)?,
+    end: function_ref(env, events.end)?,
+    error: function_ref(env, events.error)?,
+    connection: function_ref(env, events.connection)?,
+  };
+  let js = JsSide::new(env.raw(), owner.raw(), events)?;
+  let role = if options.listening {
+    Role::Listener
+  } else {
+    Role::Connection
+  };
+  let socket = EventSocket::open(
+    env,
+    fd,
+    options.socket_type.into(),
+    role,
+    options.max_message_size as usize,
+    js,
+  )
+  .map_err(|err| errors::throw_sys(env, err))?;
+  teardown::track(env.raw(), &socket)?;
+  let handle =
+    new_handle(env.raw(), SocketHandle(socket.clone())).inspect_err(|_| socket.close())?;
+  // SAFETY: a value just made in this env.
+  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), handle) })
+}
+
+fn sys_result<T>(env: &Env, result: std::result::Result<T, SysError>) -> Result<T> {
+  result.map_err(|err| errors::throw_sys(env, err))
+}
+
+/// Whether JavaScript wants messages (or connections) delivered now.
+#[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>, on: boolean")]
+pub fn socket_set_reading(env: Env, socket: Unknown<'_>, on: bool) -> Result<()> {
+  let socket = socket_of(&env, socket)?;
+  sys_result(&env, socket.set_reading(on))
+}
+
+/// Connects to `path`: true when connected, false when in progress (the socket then calls
+/// `writable` once it is settled; see [`socket_finish_connect`]).
+#[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>, path: Uint8Array")]
+pub fn socket_connect(env: Env, socket: Unknown<'_>, path: &[u8]) -> Result<bool> {
+  let socket = socket_of(&env, socket)?;
+  let address = core_socket::unix_address(path)
+    .map_err(|err| errors::throw_sys(&env, SysError::new("connect", err.errno)))?;
+  match core_socket::connect(socket.fd, &address) {
+    Ok(()) => Ok(true),
+    Err(err) if err.errno == Errno::EINPROGRESS || err.errno == Errno::EAGAIN => {
+      sys_result(&env, socket.set_writing(Writing::AwaitingWritable))?;
+      Ok(false)
+    }
+    Err(err) => Err(errors::throw_sys(&env, err)),
+  }
+}
+
+/// Once a connect in progress is settled: throws how it failed, if it did (`SO_ERROR`).
+#[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>")]
+pub fn socket_finish_connect(env: Env, socket: Unknown<'_>) -> Result<()> {
+  let socket = socket_of(&env, socket)?;
+  // SAFETY: the socket owns fd and is open (JavaScript asks only then).
+  let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(socket.fd) };
+  let errno = sys_result(&env, core_socket::take_error(borrowed))?;
+  if errno == 0 {
+    return Ok(());
+  }
+  Err(errors::throw_sys(
+    &env,
+    SysError::new("connect", Errno::from_raw(errno)),
+  ))
+}
+
+/// Ends the sending direction: the peer reads end-of-file after what was sent so far.
+#[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>")]
+pub fn socket_shutdown(env: Env, socket: Unknown<'_>) -> Result<()> {
+  let socket = socket_of(&env, socket)?;
+  if !socket.is_open() {
+    return Ok(());
+  }
+  sys_result(&env, core_socket::shutdown_write(socket.fd))
+}
+
+/// Closes the descriptor; no event is delivered after this. Idempotent.
+#[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>")]
+pub fn socket_close(env: Env, socket: Unknown<'_>) -> Result<()> {
+  socket_of(&env, socket)?.close();
+  Ok(())
+}
+
+/// The descriptor's number (owned by the socket).
+#[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>")]
+pub fn socket_fd(env: Env, socket: Unknown<'_>) -> Result<i32> {
+  let socket = socket_of(&env, socket)?;
+  Ok(if socket.is_open() { socket.fd } else { -1 })
+}
+
+/// Whether the socket keeps the event loop alive while it waits.
+#[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>, referenced: boolean")]
+pub fn socket_set_referenced(env: Env, socket: Unknown<'_>, referenced: bool) -> Result<()> {
+  socket_of(&env, socket)?.set_referenced(referenced);
+  Ok(())
+}
+
+/// Whether this runtime can run sockets in its event loop.
+#[napi]
+pub fn event_loop_available() -> bool {
+  crate::reactor::available()
+}

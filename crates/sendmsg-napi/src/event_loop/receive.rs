@@ -1,0 +1,246 @@
+//! The receiving direction: drain a readable socket, deliver each message, accept connections.
+//!
+//! A readable socket is drained with batched receives until the kernel has nothing more or a
+//! per-event budget is spent (the poll is level-triggered: what is left is read on the loop's next
+//! turn). Messages are delivered one by one, each in its own callback scope, so that promise
+//! reactions and `process.nextTick` callbacks run between messages as they do between Node's own
+//! 'data' events. A message's descriptors live in a [`ReceivedFds`] whose handle JavaScript gets;
+//! once the delivery has ended (the handler and its microtasks have run) they are settled, unless
+//! JavaScript kept the message for later (buffered it), in which case it settles them itself.
+
+use std::cell::RefCell;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+
+use napi::sys;
+use nix::errno::Errno;
+use sendmsg_core::batch::{self, BatchMessage, RecvBatch};
+use sendmsg_core::message::ReceivedCmsg;
+use sendmsg_core::socket::{self, SocketKind};
+use sendmsg_core::SysError;
+
+use super::delivery;
+use super::received_fds::{new_fds_handle, ReceivedFds};
+use super::socket::{int32, Event, EventSocket, Reading};
+use crate::js_call::{value, CallOutcome};
+
+/// Messages per batched receive.
+const BATCH_MESSAGES: usize = 64;
+/// Receive-batch data kept per thread at most; larger message sizes get fewer messages per batch.
+const BATCH_BYTES: usize = 4 << 20;
+/// Messages (or connections) handled per readiness event before the loop gets a turn.
+const EVENT_BUDGET: usize = 1024;
+
+thread_local! {
+  static RECV_BATCH: RefCell<RecvBatch> = RefCell::new(RecvBatch::default());
+}
+
+pub fn drain(socket: &Rc<EventSocket>) {
+  // Taken out for the duration, so that no borrow is held while JavaScript runs; put back,
+  // allocations and all, at the end.
+  let mut batch = RECV_BATCH.take();
+  let mut budget = EVENT_BUDGET;
+  let per_batch = BATCH_MESSAGES.min((BATCH_BYTES / socket.slot_size).max(1));
+  while budget > 0 && socket.reading() == Reading::Started && socket.is_open() {
+    let capacity = per_batch.min(budget);
+    let want_addresses = socket.kind == SocketKind::Datagram;
+    let space = batch::default_control_space();
+    if batch
+      .ensure(capacity, socket.slot_size, space, want_addresses)
+      .is_err()
+    {
+      socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
+      break;
+    }
+    let received = match batch.recv(socket.fd, capacity) {
+      Ok(received) => received,
+      Err(err) => {
+        socket.fail_reading(err);
+        break;
+      }
+    };
+    if received == 0 {
+      break;
+    }
+    deliver(socket, &mut batch, received);
+    budget -= received.min(budget);
+    if received < capacity {
+      break;
+    }
+  }
+  // Closes the descriptors of messages never delivered (the socket closed mid-batch).
+  batch.release();
+  RECV_BATCH.set(batch);
+}
+
+/// Zero bytes and no control data: the end of a stream. On a seqpacket socket the same shape is
+/// also a legal empty message, so the peer's shutdown decides.
+fn is_end(socket: &EventSocket, message: &BatchMessage<'_>) -> bool {
+  if !message.data.is_empty() || message.fd_count > 0 || !message.other.is_empty() {
+    return false;
+  }
+  match socket.kind {
+    SocketKind::Stream => true,
+    SocketKind::SeqPacket => peer_has_shut_down(socket.fd),
+    SocketKind::Datagram => false,
+  }
+}
+
+/// The values of one message's delivery call, built while the batch is borrowed.
+struct MessageArgs {
+  slab: sys::napi_value,
+  offset: usize,
+  length: usize,
+  flags: i32,
+  fd_count: usize,
+  address: sys::napi_value,
+  ancillary: sys::napi_value,
+}
+
+fn message_args(env: sys::napi_env, message: &BatchMessage<'_>) -> Option<MessageArgs> {
+  let (slab, offset) = delivery::place(env, message.data)?;
+  let address = message
+    .address
+    .as_ref()
+    .and_then(socket::address_bytes)
+    .map(|bytes| value::string(env, &String::from_utf8_lossy(&bytes)))
+    .unwrap_or_else(|| value::undefined(env));
+  let ancillary = if message.other.is_empty() {
+    value::undefined(env)
+  } else {
+    ancillary_value(env, message.other)
+  };
+  Some(MessageArgs {
+    slab,
+    offset,
+    length: message.data.len(),
+    flags: message.flags,
+    fd_count: message.fd_count,
+    address,
+    ancillary,
+  })
+}
+
+fn deliver(socket: &Rc<EventSocket>, batch: &mut RecvBatch, received: usize) {
+  let env = socket.env;
+  for i in 0..received {
+    if !socket.is_open() {
+      return;
+    }
+    let message = batch.message(i);
+    if is_end(socket, &message) {
+      socket.finish_reading();
+      socket.call(Event::End, &[]);
+      return;
+    }
+    let Some(args) = message_args(env, &message) else {
+      socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
+      return;
+    };
+    let fds = (args.fd_count > 0).then(|| ReceivedFds::new(batch.take_fds(i)));
+    let fds_value = match &fds {
+      Some(fds) => match new_fds_handle(env, fds.clone()) {
+        Ok(handle) => handle,
+        // The descriptors close with `fds` below.
+        Err(_) => {
+          socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
+          return;
+        }
+      },
+      None => value::undefined(env),
+    };
+    // Held across the call: the handler may close the socket, which drops its own reference.
+    let Some(js) = socket.js() else {
+      return;
+    };
+    let outcome = js.call(
+      Event::Message,
+      &[
+        args.slab,
+        int32(env, args.offset as i32),
+        int32(env, args.length as i32),
+        int32(env, args.flags),
+        fds_value,
+        int32(env, args.fd_count as i32),
+        args.address,
+        args.ancillary,
+      ],
+    );
+    // The call's scope has closed, so its microtasks have run: the delivery is over, unless
+    // JavaScript kept the message for a later one (a backlog, an iterator), which settles it.
+    let kept = matches!(outcome, CallOutcome::Returned(result) if is_true(env, result));
+    if let (Some(fds), false) = (fds, kept) {
+      fds.settle();
+    }
+  }
+}
+
+pub fn accept_all(socket: &Rc<EventSocket>) {
+  for _ in 0..EVENT_BUDGET {
+    if !socket.is_open() || socket.reading() != Reading::Started {
+      return;
+    }
+    match socket::accept(socket.fd) {
+      Ok(Some(accepted)) => {
+        // Owned by the handle until a socket takes it over; closed below if none did (a handler
+        // that threw, or a worker terminated before it could).
+        let connection = ReceivedFds::new([accepted]);
+        if let Ok(handle) = new_fds_handle(socket.env, connection.clone()) {
+          socket.call(Event::Connection, &[handle]);
+        }
+        connection.settle();
+      }
+      Ok(None) => return,
+      Err(err) => {
+        // EMFILE and friends: report and keep listening.
+        socket.emit_error(err);
+        return;
+      }
+    }
+  }
+}
+
+/// Whether the peer has shut down its sending side (Linux `POLLRDHUP`; elsewhere `POLLHUP`).
+fn peer_has_shut_down(fd: RawFd) -> bool {
+  #[cfg(any(target_os = "linux", target_os = "android"))]
+  let events = libc::POLLRDHUP | libc::POLLHUP;
+  #[cfg(not(any(target_os = "linux", target_os = "android")))]
+  let events = libc::POLLHUP;
+  let mut pollfd = libc::pollfd {
+    fd,
+    events,
+    revents: 0,
+  };
+  // SAFETY: one pollfd, no waiting.
+  let ready = unsafe { libc::poll(&mut pollfd, 1, 0) };
+  ready > 0 && pollfd.revents & events != 0
+}
+
+fn ancillary_value(env: sys::napi_env, items: &[ReceivedCmsg]) -> sys::napi_value {
+  let mut array = std::ptr::null_mut();
+  // SAFETY: env is live; every value created belongs to it. (A setter someone defined on
+  // Array.prototype may run here; nothing of this socket is borrowed, so it finds a consistent
+  // socket whatever it does.)
+  unsafe {
+    sys::napi_create_array_with_length(env, items.len(), &mut array);
+    for (i, item) in items.iter().enumerate() {
+      let data = match item {
+        ReceivedCmsg::Data { data, .. } => data.as_slice(),
+        ReceivedCmsg::Fds { .. } => &[],
+      };
+      let mut triple = std::ptr::null_mut();
+      sys::napi_create_array_with_length(env, 3, &mut triple);
+      sys::napi_set_element(env, triple, 0, value::int32(env, item.level()));
+      sys::napi_set_element(env, triple, 1, value::int32(env, item.kind()));
+      sys::napi_set_element(env, triple, 2, value::buffer_copy(env, data));
+      sys::napi_set_element(env, array, i as u32, triple);
+    }
+  }
+  array
+}
+
+fn is_true(env: sys::napi_env, value: sys::napi_value) -> bool {
+  let mut result = false;
+  // SAFETY: env is live; a non-boolean value leaves result false.
+  unsafe { sys::napi_get_value_bool(env, value, &mut result) == sys::Status::napi_ok && result }
+}

@@ -1,0 +1,286 @@
+// The sending direction of a UnixSocket: the queue of messages and their promises.
+//
+// This is the one owner of the queue and of which messages are offered to the kernel together;
+// the binding (crates/sendmsg-napi/src/event_loop/send.rs) hands them to the core, which decides
+// how they share system calls, and the socket re-arms itself when the kernel is full.
+//
+// A send goes to the kernel at once when nothing is queued. Sends made after it in the same tick
+// queue up and leave together in one call at the end of the tick (sendmmsg, or one gathered
+// sendmsg per run on a stream), which is what lets both ends batch. What the kernel cannot take
+// yet waits, in order, for the socket to become writable.
+import type { SocketType } from './sync'
+import { native } from './binding'
+import { stateError } from './errors'
+
+/** The binding's handle on a socket. */
+export type SocketHandle = ReturnType<typeof native.socketOpen>
+
+/** One message waiting for the kernel; the binding reads `parts`, `fds`, `address` and `sent`. */
+export interface QueuedSend {
+  parts: Uint8Array[]
+  length: number
+  /** Bytes already taken by the kernel (a stream's partial write). */
+  sent: number
+  fds: number[] | undefined
+  ancillary: Array<[number, number, Uint8Array]> | undefined
+  address: Uint8Array | undefined
+  resolve: () => void
+  reject: (error: Error) => void
+}
+
+/**
+ * - `idle`: nothing queued; a send goes straight to the kernel.
+ * - `batching`: a send went straight out this tick; later ones queue until the flush at its end.
+ * - `flushing`: handing the queue to the kernel right now (sends made meanwhile queue).
+ * - `awaitingWritable`: the kernel is full; the socket calls back when it is writable.
+ * - `awaitingRetry`: a datagram's receiver is full; a timer retries (no readiness event exists).
+ * - `failed`: a send broke the connection; every later send rejects with that error.
+ * - `closed`.
+ */
+type WriteState = 'idle' | 'batching' | 'flushing' | 'awaitingWritable' | 'awaitingRetry' | 'failed' | 'closed'
+
+/** Queued messages offered to the kernel per call, at most. */
+const SEND_BATCH_MAX = 256
+/** Retry delays for a datagram sent to a full receiver, in ms: doubling from the first to the last. */
+const RETRY_FIRST_MS = 1
+const RETRY_MAX_MS = 50
+
+/**
+ * Errors that concern the message that met them, not the connection: nothing of that message was
+ * sent (a closed descriptor in `fds`, too many descriptors, credentials the kernel refused, a
+ * control message too large), so the messages after it are unaffected.
+ */
+const MESSAGE_ERRORS = new Set(['EBADF', 'EINVAL', 'EMSGSIZE', 'ETOOMANYREFS', 'EPERM', 'ENOBUFS', 'ERR_OUT_OF_RANGE'])
+
+/** What the queue tells its socket. */
+export interface SendQueueOwner {
+  /** The queue emptied after having been full ('drain'). */
+  drained(): void
+  /** The queue is empty (an `end()` may finish now). */
+  emptied(): void
+}
+
+export class SendQueue {
+  readonly #handle: SocketHandle
+  readonly #type: SocketType
+  readonly #owner: SendQueueOwner
+  #queue: QueuedSend[] = []
+  #head = 0
+  #bytes = 0
+  #state: WriteState = 'idle'
+  #error: Error | undefined
+  #retryTimer: NodeJS.Timeout | undefined
+  #retryDelay = RETRY_FIRST_MS
+  #referenced = true
+  /** The kernel was full since the last 'drain'. */
+  #wasFull = false
+
+  constructor(handle: SocketHandle, type: SocketType, owner: SendQueueOwner) {
+    this.#handle = handle
+    this.#type = type
+    this.#owner = owner
+  }
+
+  /** Bytes queued and not yet taken by the kernel. */
+  get length(): number {
+    return this.#bytes
+  }
+
+  get isEmpty(): boolean {
+    return this.#head >= this.#queue.length
+  }
+
+  /** Whether a send made now would be refused (and with what). */
+  get error(): Error | undefined {
+    return this.#error
+  }
+
+  push(message: Omit<QueuedSend, 'resolve' | 'reject' | 'sent'>): Promise<void> {
+    if (this.#error !== undefined) return Promise.reject(this.#error)
+    if (this.#state === 'idle' && message.parts.length === 1) return this.#sendNow(message)
+    const promise = new Promise<void>((resolve, reject) => {
+      this.#queue.push({ ...message, sent: 0, resolve, reject })
+      this.#bytes += message.length
+    })
+    if (this.#state === 'idle') this.#openBatch()
+    return promise
+  }
+
+  /** Sends made from now until the end of the tick queue up and leave together then. */
+  #openBatch(): void {
+    this.#state = 'batching'
+    // A promise reaction, not queueMicrotask (which Node wraps in an AsyncResource per call).
+    void Promise.resolve().then(this.#endOfTick)
+  }
+
+  /** Nothing is queued: straight to the kernel, then open the tick's batch. */
+  #sendNow(message: Omit<QueuedSend, 'resolve' | 'reject' | 'sent'>): Promise<void> {
+    let sent: number
+    try {
+      sent = native.socketSend(this.#handle, message.parts[0]!, message.fds, message.address, message.ancillary)
+    } catch (error) {
+      if (!this.#concernsMessageOnly(error as Error, 0)) this.#fail(error as Error)
+      return Promise.reject(error as Error)
+    }
+    const complete = this.#type === 'stream' ? sent === message.length : sent > 0
+    this.#openBatch()
+    if (complete) return Promise.resolve()
+    // Queued at the front, with what went already.
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ ...message, sent: this.#type === 'stream' ? sent : 0, resolve, reject })
+      this.#bytes += message.length - (this.#type === 'stream' ? sent : 0)
+      this.#wasFull = true
+    })
+  }
+
+  readonly #endOfTick = (): void => {
+    if (this.#state === 'batching') this.flush()
+  }
+
+  /** The socket is writable again (or a retry is due). */
+  writable(): void {
+    if (this.#state === 'awaitingWritable') this.flush()
+  }
+
+  /** Hands queued messages to the kernel until it is full or the queue is empty. */
+  flush(): void {
+    if (this.#state === 'closed' || this.#state === 'failed') return
+    this.#state = 'flushing'
+    while (this.#head < this.#queue.length) {
+      let progress: number
+      try {
+        progress = this.#sendSome()
+      } catch (error) {
+        const pending = this.#queue[this.#head]!
+        if (this.#concernsMessageOnly(error as Error, pending.sent)) {
+          this.#head++
+          this.#bytes -= pending.length - pending.sent
+          pending.reject(error as Error)
+          continue
+        }
+        this.#fail(error as Error)
+        return
+      }
+      if (progress === 0) return this.#waitForRoom()
+      this.#retryDelay = RETRY_FIRST_MS
+    }
+    this.#queue = []
+    this.#head = 0
+    this.#state = 'idle'
+    if (this.#wasFull) {
+      this.#wasFull = false
+      this.#owner.drained()
+    }
+    this.#owner.emptied()
+  }
+
+  /** One call to the kernel from the head of the queue; returns the progress it made. */
+  #sendSome(): number {
+    const queue = this.#queue
+    const first = queue[this.#head]!
+    if (first.ancillary !== undefined || (this.#head === queue.length - 1 && first.parts.length === 1)) {
+      // The lean path (a single message), and messages with control messages of their own.
+      const data = single(first.parts).subarray(first.sent)
+      const sent = native.socketSend(this.#handle, data, first.sent === 0 ? first.fds : undefined, first.address, first.sent === 0 ? first.ancillary : undefined)
+      return this.#type === 'stream' ? this.#advanceBytes(sent) : this.#advanceMessages(sent)
+    }
+    let end = this.#head + 1
+    while (end < queue.length && end - this.#head < SEND_BATCH_MAX && queue[end]!.ancillary === undefined) end++
+    const progress = native.socketSendQueued(this.#handle, queue, this.#head, end - this.#head)
+    return this.#type === 'stream' ? this.#advanceBytes(progress) : this.#advanceMessages(progress)
+  }
+
+  /** A stream took `bytes`: resolves the messages it completed, notes a partial one. */
+  #advanceBytes(bytes: number): number {
+    const queue = this.#queue
+    this.#bytes -= bytes
+    let left = bytes
+    while (left > 0) {
+      const pending = queue[this.#head]!
+      const rest = pending.length - pending.sent
+      if (left < rest) {
+        pending.sent += left
+        break
+      }
+      left -= rest
+      this.#head++
+      pending.resolve()
+    }
+    return bytes
+  }
+
+  #advanceMessages(count: number): number {
+    for (let i = 0; i < count; i++) {
+      const pending = this.#queue[this.#head++]!
+      this.#bytes -= pending.length
+      pending.resolve()
+    }
+    return count
+  }
+
+  /** The kernel took nothing: wait as the socket says (it armed itself, or a timer is needed). */
+  #waitForRoom(): void {
+    this.#wasFull = true
+    if (native.socketWriting(this.#handle) !== 'awaitingRetry') {
+      this.#state = 'awaitingWritable'
+      return
+    }
+    this.#state = 'awaitingRetry'
+    const delay = this.#retryDelay
+    this.#retryDelay = Math.min(delay * 2, RETRY_MAX_MS)
+    this.#retryTimer = setTimeout(this.#retry, delay)
+    if (!this.#referenced) this.#retryTimer.unref()
+  }
+
+  readonly #retry = (): void => {
+    this.#retryTimer = undefined
+    if (this.#state === 'awaitingRetry') this.flush()
+  }
+
+  #concernsMessageOnly(error: Error, sent: number): boolean {
+    if (sent > 0) return false
+    return this.#type === 'dgram' || MESSAGE_ERRORS.has((error as { code?: string }).code ?? '')
+  }
+
+  /** The connection is broken for sending: every queued send rejects, and so does every later one. */
+  #fail(error: Error): void {
+    this.#error = error
+    this.#state = 'failed'
+    this.#rejectAll(error)
+    this.#owner.emptied()
+  }
+
+  #rejectAll(error: Error): void {
+    clearTimeout(this.#retryTimer)
+    this.#retryTimer = undefined
+    const queue = this.#queue
+    const head = this.#head
+    this.#queue = []
+    this.#head = 0
+    this.#bytes = 0
+    for (let i = head; i < queue.length; i++) queue[i]!.reject(error)
+  }
+
+  /** The socket closed: queued sends reject with ERR_SOCKET_CLOSED, and so do later ones. */
+  close(): void {
+    if (this.#state === 'closed') return
+    this.#state = 'closed'
+    this.#error ??= closedError()
+    this.#rejectAll(closedError())
+  }
+
+  setReferenced(referenced: boolean): void {
+    this.#referenced = referenced
+    if (referenced) this.#retryTimer?.ref()
+    else this.#retryTimer?.unref()
+  }
+}
+
+export function closedError(): Error {
+  return stateError('ERR_SOCKET_CLOSED', 'Socket is closed')
+}
+
+/** A message's data as one buffer (gathered sends of several parts go through the queue path). */
+function single(parts: Uint8Array[]): Uint8Array {
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+}
