@@ -276,15 +276,15 @@ function syncCalls(p: Pool): fc.Arbitrary<Call> {
     call('new ReceivedFd', fc.tuple(fc.oneof(fc.constant('fresh'), hostile), fc.constantFrom('take', 'close', 'dispose', 'fd', 'released', 'toString')), (fd: unknown, method: string) => {
       // A ReceivedFd owns (and closes) the number it is given: only a descriptor this test made,
       // or a number checked not to be open at the moment of the call.
-      const received = adoptFresh(fd, (number) => new ReceivedFd(neverOurs(number) as number)) as ReceivedFd
-      if (method === 'take') {
-        const taken = received.take()
-        closeSync(taken)
-        return taken
+      const received = (fd === 'fresh' ? adoptFresh(fd, (number) => new ReceivedFd(number as number)) : new ReceivedFd(neverOurs(fd) as number)) as ReceivedFd
+      try {
+        if (method === 'take') return closeAll([received.take()])
+        if (method === 'dispose') return received[Symbol.dispose]()
+        if (method === 'fd' || method === 'released') return (received as unknown as Record<string, unknown>)[method]
+        return (received as unknown as Record<string, () => unknown>)[method]!()
+      } finally {
+        received.close()
       }
-      if (method === 'dispose') return received[Symbol.dispose]()
-      if (method === 'fd' || method === 'released') return (received as unknown as Record<string, unknown>)[method]
-      return (received as unknown as Record<string, () => unknown>)[method]!()
     }),
     call('peerCredentials', fc.tuple(socketArgument(p)), api.peerCredentials),
     call('scmCredentials', fc.array(or(fc.record({ pid: int32, uid: int32, gid: int32 }, { requiredKeys: [] })), { maxLength: 1 }), api.scmCredentials),

@@ -16,11 +16,8 @@ function releasedError(): Error {
 /** Set by `receivedFdOf` for the constructor it calls. */
 let slotForNext: { fds: ReceivedFdsHandle; index: number } | undefined
 
-/**
- * Internal: moves a ReceivedFd's descriptor into a handle of its own (for a socket that adopts
- * it in one step); null when it was already released.
- */
-export let handleOf: (fd: ReceivedFd) => ReceivedFdsHandle | null
+/** Internal: where a ReceivedFd's descriptor is held (undefined for one made released). */
+let slotOf: (fd: ReceivedFd) => { fds: ReceivedFdsHandle; index: number } | undefined
 
 /**
  * A file descriptor received in a message. It is owned by this object: `take()` hands the number
@@ -100,7 +97,7 @@ export class ReceivedFd implements Disposable {
   }
 
   static {
-    handleOf = (fd) => (fd.#fds === undefined ? null : native.receivedFdKeep(fd.#fds, fd.#index))
+    slotOf = (fd) => (fd.#fds === undefined ? undefined : { fds: fd.#fds, index: fd.#index })
   }
 }
 
@@ -126,12 +123,18 @@ export function takeDescriptor(fd: number | ReceivedFd): number {
 }
 
 /**
- * What a socket adopts: a number the caller gives up, or a ReceivedFd's descriptor moved into a
- * handle of its own, so that it is never owned by nobody on the way.
+ * What a socket adopts: a number the caller gives up, or the slot where a ReceivedFd's descriptor
+ * is held, which the binding empties only if the adoption succeeds (so the descriptor is never
+ * owned by nobody on the way, and a failed adoption leaves the ReceivedFd as it was).
  */
-export function adoptionSource(fd: number | ReceivedFd): number | ReceivedFdsHandle {
-  if (!(fd instanceof ReceivedFd)) return fd
-  const handle = handleOf(fd)
-  if (handle === null) throw releasedError()
-  return handle
+export interface AdoptionSource {
+  source: number | ReceivedFdsHandle
+  index: number
+}
+
+export function adoptionSource(fd: number | ReceivedFd): AdoptionSource {
+  if (!(fd instanceof ReceivedFd)) return { source: fd, index: 0 }
+  const slot = slotOf(fd)
+  if (slot === undefined) throw releasedError()
+  return { source: slot.fds, index: slot.index }
 }

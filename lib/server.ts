@@ -7,7 +7,7 @@ import { addressOf, withAddress } from './address'
 import { native } from './binding'
 import { constants } from './constants'
 import { invalidArgValue, stateError, validateInteger, INT32_MAX } from './errors'
-import { adoptionSource, descriptorNumber, type ReceivedFd, type ReceivedFdsHandle } from './received-fd'
+import { adoptionSource, descriptorNumber, type AdoptionSource, type ReceivedFd, type ReceivedFdsHandle } from './received-fd'
 import type { SocketHandle } from './send-queue'
 import { collectedWhileOpen, openSocket, UnixSocket, validateSocketOptions, type UnixSocketOptions } from './socket'
 import { socketTypeName, sockTypeOf } from './sync'
@@ -60,9 +60,10 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
     if (args === undefined) throw stateError('ERR_ILLEGAL_CONSTRUCTOR', 'Use UnixServer.listen() or from()')
     this.#type = args.type
     this.#socketOptions = args.options
-    // Owned by the binding from here on, and closed by it if opening fails.
-    this.#handle = native.socketOpen(args.source, { type: args.type, listening: true, maxMessageSize: 1 }, this, UnixServer.#events)
-    this.#fd = typeof args.source === 'number' ? args.source : native.socketFd(this.#handle)
+    // Owned by the binding from here on; if opening fails, it is still where it came from.
+    const { source, index } = args.from
+    this.#handle = native.socketOpen(source, index, { type: args.type, listening: true, maxMessageSize: 1 }, this, UnixServer.#events)
+    this.#fd = native.socketFd(this.#handle)
     collectedWhileOpen.register(this, `A ${args.type} UnixServer (fd ${this.#fd})`, this)
     this.on('newListener', (event) => {
       if (event === 'connection') queueMicrotask(() => this.#updateAccepting())
@@ -84,7 +85,13 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
     const checked = validateSocketOptions(socketOptions)
     const address = addressOf(path)
     const fd = native.unixSocket(sockTypeOf(type))
-    const server = UnixServer.#open(fd, type, checked)
+    let server: UnixServer
+    try {
+      server = UnixServer.#open({ source: fd, index: 0 }, type, checked)
+    } catch (error) {
+      native.closeFd(fd)
+      throw error
+    }
     try {
       native.bindUnix(fd, address)
       if (path.charCodeAt(0) !== 0) {
@@ -117,9 +124,9 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
     return UnixServer.#open(adoptionSource(fd), type, checked)
   }
 
-  /** A server on `source`, which it owns from now on (closed by the binding if opening fails). */
-  static #open(source: number | ReceivedFdsHandle, type: 'stream' | 'seqpacket', options: Required<UnixSocketOptions>): UnixServer {
-    opening = { source, type, options }
+  /** A server on the descriptor `from` names, which it owns from then on (if opening succeeds). */
+  static #open(from: AdoptionSource, type: 'stream' | 'seqpacket', options: Required<UnixSocketOptions>): UnixServer {
+    opening = { from, type, options }
     try {
       return new UnixServer()
     } finally {
@@ -155,7 +162,7 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
 
   /** An accepted connection, in a handle the binding closes after this call unless a socket took it. */
   #onConnection(connection: ReceivedFdsHandle): void {
-    const socket = openSocket(connection, this.#type, this.#socketOptions)
+    const socket = openSocket({ source: connection, index: 0 }, this.#type, this.#socketOptions)
     const waiter = this.#waiter
     if (waiter !== undefined) {
       this.#waiter = undefined
@@ -250,4 +257,4 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
 }
 
 /** Set by `UnixServer.#open` for the constructor it calls. */
-let opening: { source: number | ReceivedFdsHandle; type: 'stream' | 'seqpacket'; options: Required<UnixSocketOptions> } | undefined
+let opening: { from: AdoptionSource; type: 'stream' | 'seqpacket'; options: Required<UnixSocketOptions> } | undefined

@@ -16,7 +16,7 @@ import { chunksOf, totalLength, type Data } from './bytes'
 import { constants } from './constants'
 import { invalidArgType, invalidArgValue, isIntegerIn, stateError, validateArray, validateInteger, INT32_MAX } from './errors'
 import { Message, messageFrom, settle } from './message'
-import { adoptionSource, descriptorNumber, ReceivedFd } from './received-fd'
+import { adoptionSource, descriptorNumber, ReceivedFd, type AdoptionSource } from './received-fd'
 import { closedError, SendQueue, type SocketHandle } from './send-queue'
 import { sockTypeOf, socketTypeName, type SocketType } from './sync'
 
@@ -117,7 +117,7 @@ function fdNumbersOf(fds: unknown): number[] | undefined {
 }
 
 /** Set by `openSocket` for the constructor it calls. */
-let opening: { source: number | ReturnType<typeof adoptionSource>; type: SocketType; options: Required<UnixSocketOptions> } | undefined
+let opening: { from: AdoptionSource; type: SocketType; options: Required<UnixSocketOptions> } | undefined
 
 /** Set once the class is defined: the private constructor, for `openSocket`. */
 let construct: () => UnixSocket
@@ -167,9 +167,10 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     if (args === undefined) throw stateError('ERR_ILLEGAL_CONSTRUCTOR', 'Use UnixSocket.pair(), connect(), datagram() or from()')
     this.#type = args.type
     this.#allowHalfOpen = args.options.allowHalfOpen
-    // Owned by the binding from here on, and closed by it if opening fails.
-    this.#handle = native.socketOpen(args.source, { type: args.type, listening: false, maxMessageSize: args.options.maxMessageSize }, this, UnixSocket.#events)
-    this.#fd = typeof args.source === 'number' ? args.source : native.socketFd(this.#handle)
+    // Owned by the binding from here on; if opening fails, it is still where it came from.
+    const { source, index } = args.from
+    this.#handle = native.socketOpen(source, index, { type: args.type, listening: false, maxMessageSize: args.options.maxMessageSize }, this, UnixSocket.#events)
+    this.#fd = native.socketFd(this.#handle)
     this.#sends = new SendQueue(this.#handle, args.type, {
       drained: () => this.emit('drain'),
       emptied: () => this.#afterSendsDone(),
@@ -195,12 +196,12 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     const [a, b] = native.socketpair(sockTypeOf(type), true) as [number, number]
     let first: UnixSocket
     try {
-      first = openSocket(a, type, checked)
+      first = openFresh(a, type, checked)
     } catch (error) {
       native.closeFd(b)
       throw error
     }
-    return [first, openSocket(b, type, checked)]
+    return [first, openFresh(b, type, checked)]
   }
 
   /**
@@ -214,7 +215,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     const address = addressOf(path)
     // Every argument is checked before the descriptor exists: nothing to leak when one is wrong.
     const checked = validateSocketOptions(stripType(options))
-    const socket = openSocket(native.unixSocket(sockTypeOf(type)), type, checked)
+    const socket = openFresh(native.unixSocket(sockTypeOf(type)), type, checked)
     try {
       if (!native.socketConnect(socket.#handle, address)) await socket.#waitConnected()
     } catch (error) {
@@ -233,7 +234,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   static datagram(path?: string, options?: UnixSocketOptions): UnixSocket {
     const checked = validateSocketOptions(options)
     const address = path === undefined ? undefined : addressOf(path)
-    const socket = openSocket(native.unixSocket(constants.SOCK_DGRAM), 'dgram', checked)
+    const socket = openFresh(native.unixSocket(constants.SOCK_DGRAM), 'dgram', checked)
     if (address !== undefined) {
       try {
         native.bindUnix(socket.#fd, address)
@@ -261,6 +262,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     if (description.listening) throw invalidArgValue('fd', number, 'is a listening socket: use UnixServer.from()')
     const type = socketTypeName(description.type)
     if (type === undefined) throw invalidArgValue('fd', number, 'is not a stream, seqpacket or dgram socket')
+    // Adopted only if opening succeeds: otherwise the number (or the ReceivedFd) is still yours.
     return openSocket(adoptionSource(fd), type, checked)
   }
 
@@ -635,26 +637,29 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
 
 
 /**
- * Internal: a UnixSocket on `source` (a descriptor number this package just made or accepted, or
- * a handle the binding made), which it owns from now on, closing it if opening fails.
+ * Internal: a UnixSocket on the descriptor `from` names, which it owns from then on. If opening
+ * fails, the descriptor is left where it was (the caller's number, or the ReceivedFd's slot).
  */
-export function openSocket(source: number | ReturnType<typeof adoptionSource>, type: SocketType, options: Required<UnixSocketOptions>): UnixSocket {
-  // Before the binding owns the descriptor: if this throws (macOS has no SO_PASSCRED), the
-  // descriptor is closed here, once.
+export function openSocket(from: AdoptionSource, type: SocketType, options: Required<UnixSocketOptions>): UnixSocket {
+  // Before the binding owns the descriptor (macOS has no SO_PASSCRED: then nothing was adopted).
   if (options.passCredentials) {
-    try {
-      native.setPassCredentials(typeof source === 'number' ? source : native.receivedFdNumber(source, 0), true)
-    } catch (error) {
-      if (typeof source === 'number') native.closeFd(source)
-      else native.receivedFdsSettle(source)
-      throw error
-    }
+    native.setPassCredentials(typeof from.source === 'number' ? from.source : native.receivedFdNumber(from.source, from.index), true)
   }
-  opening = { source, type, options }
+  opening = { from, type, options }
   try {
     return construct()
   } finally {
     opening = undefined
+  }
+}
+
+/** A UnixSocket on a descriptor this package just made: closed if the socket cannot be opened. */
+function openFresh(fd: number, type: SocketType, options: Required<UnixSocketOptions>): UnixSocket {
+  try {
+    return openSocket({ source: fd, index: 0 }, type, options)
+  } catch (error) {
+    native.closeFd(fd)
+    throw error
   }
 }
 

@@ -18,7 +18,7 @@ mod send;
 mod socket;
 mod teardown;
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 
 use napi::bindgen_prelude::*;
@@ -105,71 +105,106 @@ fn function_ref(env: &Env, value: Option<Unknown<'_>>) -> Result<Option<Referenc
     .transpose()
 }
 
-/// Takes `source` over: a descriptor number the caller gives up, or slot 0 of a received
-/// descriptors handle (an accepted connection, a kept ReceivedFd), moved in one step.
-fn take_source(env: &Env, source: &Unknown<'_>) -> Result<OwnedFd> {
-  if source.get_type()? == ValueType::Number {
-    let fd: i32 = unsafe { i32::from_napi_value(env.raw(), source.raw())? };
-    if fd < 0 {
-      return Err(errors::throw_range_error(
-        env,
-        "ERR_OUT_OF_RANGE",
-        "a descriptor is a non-negative integer",
-      ));
-    }
-    // SAFETY: the caller gives up fd.
-    return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-  }
-  received_fds::take_from(env, source.raw(), 0)?.ok_or_else(|| {
-    errors::throw_state_error(
-      env,
-      "ERR_SENDMSG_FD_RELEASED",
-      "This descriptor was taken or closed",
-    )
-  })
+/// Where an adopted descriptor came from, so that a failed adoption gives it back unchanged.
+enum Source {
+  /// A number the caller holds: given back by simply not closing it.
+  Number,
+  /// A slot of a received-descriptors handle (an accepted connection, a ReceivedFd).
+  Slot(Rc<received_fds::ReceivedFds>, usize),
 }
 
-/// Opens a socket in the event loop on `source`, which it owns from now on (and closes if opening
-/// fails). `owner` is `this` for the `events` calls.
+impl Source {
+  fn give_back(self, fd: OwnedFd) {
+    match self {
+      Source::Number => {
+        let _ = fd.into_raw_fd();
+      }
+      Source::Slot(fds, index) => fds.restore(index, fd),
+    }
+  }
+}
+
+/// Takes the descriptor named by `source` (a number, or slot `index` of a handle) over.
+fn take_source(env: &Env, source: &Unknown<'_>, index: u32) -> Result<(OwnedFd, Source)> {
+  if source.get_type()? == ValueType::Number {
+    // SAFETY: a number value of this env.
+    let fd: i32 = unsafe { i32::from_napi_value(env.raw(), source.raw())? };
+    if fd < 0 {
+      return Err(errors::throw_range_error(env, "ERR_OUT_OF_RANGE", "a descriptor is a non-negative integer"));
+    }
+    // SAFETY: the caller gives fd up if the adoption succeeds, and gets it back otherwise.
+    return Ok((unsafe { OwnedFd::from_raw_fd(fd) }, Source::Number));
+  }
+  let fds = received_fds::fds_behind(env, source.raw())?;
+  let fd = fds.take(index as usize).ok_or_else(|| {
+    errors::throw_state_error(env, "ERR_SENDMSG_FD_RELEASED", "This descriptor was taken or closed")
+  })?;
+  Ok((fd, Source::Slot(fds, index as usize)))
+}
+
+/// Opens a socket in the event loop on `source` (a descriptor number, or slot `index` of a
+/// received-descriptors handle), which it owns from then on. If opening fails, the descriptor is
+/// given back as it was (the number stays the caller's, the slot holds it again) and the error is
+/// thrown. `owner` is `this` for the `events` calls.
 #[napi(
-  ts_args_type = "source: number | ExternalObject<'ReceivedFds'>, options: SocketOpenOptions, owner: object, events: SocketEvents",
+  ts_args_type = "source: number | ExternalObject<'ReceivedFds'>, index: number, options: SocketOpenOptions, owner: object, events: SocketEvents",
   ts_return_type = "ExternalObject<'UnixSocket'>"
 )]
 pub fn socket_open<'env>(
   env: &'env Env,
   source: Unknown<'env>,
+  index: u32,
   options: SocketOpenOptions,
   owner: Unknown<'env>,
   events: SocketEvents<'env>,
 ) -> Result<Unknown<'env>> {
-  let fd = take_source(env, &source)?;
-  let events = Events {
+  let (fd, source) = take_source(env, &source, index)?;
+  open(env, fd, options, owner, events).map_err(|(err, fd)| {
+    if let Some(fd) = fd {
+      source.give_back(fd);
+    }
+    err
+  })
+}
+
+type OpenError = (Error, Option<OwnedFd>);
+
+fn open<'env>(
+  env: &'env Env,
+  fd: OwnedFd,
+  options: SocketOpenOptions,
+  owner: Unknown<'env>,
+  events: SocketEvents<'env>,
+) -> std::result::Result<Unknown<'env>, OpenError> {
+  let events = match socket_events(env, events) {
+    Ok(events) => events,
+    Err(err) => return Err((err, Some(fd))),
+  };
+  let js = match JsSide::new(env.raw(), owner.raw(), events) {
+    Ok(js) => js,
+    Err(err) => return Err((err, Some(fd))),
+  };
+  let role = if options.listening { Role::Listener } else { Role::Connection };
+  let kind = options.socket_type.into();
+  let socket = EventSocket::open(env, fd, kind, role, options.max_message_size as usize, js)
+    .map_err(|(err, fd)| (errors::throw_sys(env, err), Some(fd)))?;
+  let tracked = teardown::track(env.raw(), &socket)
+    .and_then(|()| new_handle(env.raw(), SocketHandle(socket.clone())));
+  match tracked {
+    // SAFETY: a value just made in this env.
+    Ok(handle) => Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), handle) }),
+    Err(err) => Err((err, socket.release())),
+  }
+}
+
+fn socket_events(env: &Env, events: SocketEvents<'_>) -> Result<Events> {
+  Ok(Events {
     message: function_ref(env, events.message)?,
     writable: function_ref(env, events.writable)?,
     end: function_ref(env, events.end)?,
     error: function_ref(env, events.error)?,
     connection: function_ref(env, events.connection)?,
-  };
-  let js = JsSide::new(env.raw(), owner.raw(), events)?;
-  let role = if options.listening {
-    Role::Listener
-  } else {
-    Role::Connection
-  };
-  let socket = EventSocket::open(
-    env,
-    fd,
-    options.socket_type.into(),
-    role,
-    options.max_message_size as usize,
-    js,
-  )
-  .map_err(|err| errors::throw_sys(env, err))?;
-  teardown::track(env.raw(), &socket)?;
-  let handle =
-    new_handle(env.raw(), SocketHandle(socket.clone())).inspect_err(|_| socket.close())?;
-  // SAFETY: a value just made in this env.
-  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), handle) })
+  })
 }
 
 fn sys_result<T>(env: &Env, result: std::result::Result<T, SysError>) -> Result<T> {

@@ -48,6 +48,13 @@ impl ReceivedFds {
       .and_then(Option::take)
   }
 
+  /// Puts a descriptor taken from slot `index` back (an adoption that failed gives it back).
+  pub fn restore(&self, index: usize, fd: OwnedFd) {
+    if let Some(slot) = self.slots.borrow_mut().get_mut(index) {
+      *slot = Some(fd);
+    }
+  }
+
   /// The end of the message's delivery: closes every descriptor still here.
   pub fn settle(&self) {
     // Taken out before dropping, so that no borrow is held while descriptors close.
@@ -140,8 +147,7 @@ pub fn received_fd_adopt(env: &Env, fd: i32) -> Result<Unknown<'_>> {
   Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), handle) })
 }
 
-/// Takes slot `index` of a handle, for a socket that adopts it: one step, so that no descriptor
-/// is ever held by nobody in between.
-pub fn take_from(env: &Env, fds: sys::napi_value, index: u32) -> Result<Option<OwnedFd>> {
-  Ok(handle_value::<FdsHandle>(env, fds)?.0.take(index as usize))
+/// The descriptors behind a handle, for a socket that adopts one of them.
+pub fn fds_behind(env: &Env, fds: sys::napi_value) -> Result<Rc<ReceivedFds>> {
+  Ok(handle_value::<FdsHandle>(env, fds)?.0.clone())
 }

@@ -144,8 +144,10 @@ impl EventSocket {
     role: Role,
     slot_size: usize,
     js: JsSide,
-  ) -> std::result::Result<Rc<Self>, SysError> {
-    sendmsg_core::fd::set_nonblocking(&fd, true)?;
+  ) -> std::result::Result<Rc<Self>, (SysError, OwnedFd)> {
+    if let Err(err) = sendmsg_core::fd::set_nonblocking(&fd, true) {
+      return Err((err, fd));
+    }
     let socket = Rc::new(Self {
       env: env.raw(),
       fd: fd.as_raw_fd(),
@@ -164,12 +166,25 @@ impl EventSocket {
     match Watcher::new(env.raw(), socket.fd, target) {
       Ok(watcher) => *socket.watcher.borrow_mut() = Some(watcher),
       Err(status) => {
-        // Never watched: dropping the socket closes the descriptor.
-        socket.js.take();
-        return Err(SysError::new("poll", Errno::from_raw(-status)));
+        // Never watched: the descriptor goes back to whoever gave it.
+        let err = SysError::new("poll", Errno::from_raw(-status));
+        return Err((err, socket.release().expect("just opened")));
       }
     }
     Ok(socket)
+  }
+
+  /// Undoes an open that could not be completed: stops watching and hands the descriptor back
+  /// instead of closing it. None when the socket was closed meanwhile.
+  pub fn release(&self) -> Option<OwnedFd> {
+    if self.lifecycle.replace(Lifecycle::Closed) == Lifecycle::Closed {
+      return None;
+    }
+    if let Some(watcher) = self.watcher.take() {
+      watcher.close();
+    }
+    self.js.take();
+    self.owned.take()
   }
 
   pub fn is_open(&self) -> bool {
