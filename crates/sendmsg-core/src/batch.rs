@@ -16,7 +16,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 
 use crate::cmsg::{self, ControlBuffer, FD_SIZE, MAX_FDS_PER_MESSAGE};
-use crate::error::{retry_interrupted, SysError, SysResult};
+use crate::error::{read_again_after_reset, retry_interrupted, SysError, SysResult};
 use crate::message::ReceivedCmsg;
 use crate::platform;
 
@@ -141,16 +141,19 @@ impl RecvBatch {
   }
 
   /// Receives up to `max` messages (at most the capacity) without blocking. Returns how many;
-  /// zero when nothing was waiting. The previous results are released first.
+  /// zero when nothing was waiting. The previous results are released first. The ECONNRESET a
+  /// dead peer leaves before its last messages is never returned: the receive is made again.
   pub fn recv(&mut self, socket: RawFd, max: usize) -> SysResult<usize> {
     self.release();
     let count = max.min(self.capacity);
     if count == 0 {
       return Ok(0);
     }
-    let received = match self.recv_raw(socket, count) {
+    let received = match read_again_after_reset(|| self.recv_raw(socket, count)) {
       Ok(n) => n,
-      Err(err) if err.errno == Errno::EAGAIN => 0,
+      // Nothing waiting; or a second reset right after the first, which is news of nothing
+      // received: both end this call with no messages, and the next one reads what there is.
+      Err(err) if err.errno == Errno::EAGAIN || err.errno == Errno::ECONNRESET => 0,
       Err(err) => return Err(err),
     };
     self.received = received;

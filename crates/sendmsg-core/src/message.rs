@@ -9,7 +9,7 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 
 use crate::cmsg::{self, ControlBuffer, RawCmsg};
-use crate::error::{retry_interrupted, SysError, SysResult};
+use crate::error::{read_again_after_reset, retry_interrupted, SysError, SysResult};
 use crate::platform;
 use crate::socket;
 
@@ -161,7 +161,9 @@ fn carries_fds(control: &ControlBuffer) -> bool {
 }
 
 /// Receives one message into `buffer`, with `control` as the control buffer (its length is what the
-/// kernel may fill). Retries on EINTR.
+/// kernel may fill). Retries on EINTR, and once on the ECONNRESET a dead peer leaves before its
+/// last messages (so those are returned, then the end of the data); a receive that does not block
+/// and finds nothing after it is EAGAIN as usual.
 pub fn recv(
   socket: RawFd,
   buffer: &mut [u8],
@@ -188,16 +190,18 @@ pub fn recv_vectored(
   msg.msg_iov = iov.as_mut_ptr() as *mut libc::iovec;
   msg.msg_iovlen = iov.len() as _;
   msg.msg_control = control.as_msg_control();
-  let received = retry_interrupted("recvmsg", || {
-    // Set again on every attempt: the kernel writes these back.
-    if want_address {
-      msg.msg_name = (&mut address as *mut libc::sockaddr_storage).cast();
-      msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as _;
-    }
-    msg.msg_controllen = control.len() as _;
-    msg.msg_flags = 0;
-    // SAFETY: msg points at live buffers for the duration of the call.
-    unsafe { libc::recvmsg(socket, &mut msg, flags | platform::RECV_FLAGS) }
+  let received = read_again_after_reset(|| {
+    retry_interrupted("recvmsg", || {
+      // Set again on every attempt: the kernel writes these back.
+      if want_address {
+        msg.msg_name = (&mut address as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as _;
+      }
+      msg.msg_controllen = control.len() as _;
+      msg.msg_flags = 0;
+      // SAFETY: msg points at live buffers for the duration of the call.
+      unsafe { libc::recvmsg(socket, &mut msg, flags | platform::RECV_FLAGS) }
+    })
   })?;
   let control_len = (msg.msg_controllen as usize).min(control.len());
   // SAFETY: these are the bytes the kernel just wrote for this process.
