@@ -454,24 +454,64 @@ fn send_datagrams_raw(
 /// The most iovecs one `sendmsg` takes (POSIX guarantees 16; Linux and Darwin take 1024).
 const IOV_MAX: usize = 1024;
 
-/// Runs at most this long are sent all or nothing: Linux cuts a unix stream send into chunks of
-/// `SO_SNDBUF / 2 - 64` bytes (at least 2240, as SO_SNDBUF cannot go below 4608), and a chunk
-/// that cannot be queued fails whole with EAGAIN when nothing was sent yet. So several such runs
-/// can share one `sendmmsg`: it stops at the first that does not fit and leaves no gap.
-const ATOMIC_STREAM_RUN: usize = 2048;
-
-/// A run of a stream send: one message (with its descriptors) and the plain messages after it.
+/// A run of a stream send: plain messages, ended by at most one message that carries descriptors.
+///
+/// A stream read that brings descriptors stops after the kernel buffer that carried them, so the
+/// bytes of a later message must never share that buffer: the receiver would take them for part
+/// of the message the descriptors came with. Plain messages before it may share it.
 struct Run {
-  iov: std::ops::Range<usize>,
-  first: usize,
+  iov: Range<usize>,
+  /// The message whose descriptors this run carries: always its last.
+  carrier: Option<usize>,
   len: usize,
 }
 
+/// Cuts `messages` into runs, their iovecs gathered in `iovecs`.
+///
+/// Plain messages join a descriptor-carrying one only while the run stays within
+/// [`platform::ATOMIC_STREAM_SEND`]: the descriptors ride on the run's first byte, so a run cut short by a
+/// full socket would have sent them before their message started, and the caller, seeing that
+/// message unsent, would send them again.
+fn plan_runs<'a>(
+  messages: &[Outgoing<'a>],
+  iovecs: &mut Vec<IoSlice<'a>>,
+  runs: &mut Vec<Run>,
+) -> SysResult<()> {
+  let mut open: Option<Run> = None;
+  for (i, message) in messages.iter().enumerate() {
+    let len = message.len();
+    let carries_fds = !message.fds.is_empty();
+    if carries_fds && len == 0 {
+      // The kernel would accept this and drop the descriptors; callers refuse it earlier.
+      return Err(SysError::new("sendmsg", Errno::EINVAL));
+    }
+    let joins = open.as_ref().is_some_and(|run| {
+      run.iov.len() + message.parts.len() <= IOV_MAX
+        && (!carries_fds || run.len + len <= platform::ATOMIC_STREAM_SEND)
+    });
+    if !joins {
+      runs.extend(open.take().filter(|run| run.len > 0));
+    }
+    let run = open.get_or_insert(Run {
+      iov: iovecs.len()..iovecs.len(),
+      carrier: None,
+      len: 0,
+    });
+    iovecs.extend_from_slice(message.parts);
+    run.iov.end = iovecs.len();
+    run.len += len;
+    if carries_fds {
+      run.carrier = Some(i);
+      runs.extend(open.take());
+    }
+  }
+  runs.extend(open.filter(|run| run.len > 0));
+  Ok(())
+}
+
 /// Sends messages on a stream socket without blocking, in as few system calls as the descriptors
-/// allow: each message carrying descriptors starts a new run (they ride on its first byte), the
-/// plain messages after it join that run's iovecs, and on Linux consecutive short runs go out
-/// together in one `sendmmsg`. Returns the bytes sent, which may end inside a message; zero when
-/// the socket is full.
+/// allow (see [`Run`]); on Linux consecutive short runs go out together in one `sendmmsg`.
+/// Returns the bytes sent, which may end inside a message; zero when the socket is full.
 pub fn send_stream(
   socket: RawFd,
   messages: &[Outgoing<'_>],
@@ -480,32 +520,7 @@ pub fn send_stream(
   platform::prepare_send(socket)?;
   let mut iovecs: Vec<IoSlice<'_>> = Vec::new();
   let mut runs: Vec<Run> = Vec::new();
-  let mut next = 0;
-  while next < messages.len() {
-    let start = iovecs.len();
-    let mut len = 0;
-    let mut end = next;
-    while end < messages.len() && (end == next || messages[end].fds.is_empty()) {
-      if end > next && iovecs.len() - start + messages[end].parts.len() > IOV_MAX {
-        break;
-      }
-      iovecs.extend_from_slice(messages[end].parts);
-      len += messages[end].len();
-      end += 1;
-    }
-    if len == 0 && !messages[next].fds.is_empty() {
-      // The kernel would accept this and drop the descriptors; callers refuse it earlier.
-      return Err(SysError::new("sendmsg", Errno::EINVAL));
-    }
-    if len > 0 {
-      runs.push(Run {
-        iov: start..iovecs.len(),
-        first: next,
-        len,
-      });
-    }
-    next = end;
-  }
+  plan_runs(messages, &mut iovecs, &mut runs)?;
   if scratch.controls.len() < runs.len().min(SEND_GROUP) {
     scratch
       .controls
@@ -542,21 +557,22 @@ pub fn send_stream(
   Ok(total)
 }
 
+impl Run {
+  fn fds<'a>(&self, messages: &[Outgoing<'a>]) -> &'a [RawFd] {
+    self.carrier.map_or(&[], |i| messages[i].fds)
+  }
+}
+
 /// Runs that can share one `sendmmsg`.
 const SEND_GROUP: usize = 64;
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+/// How many of the next runs can share one `sendmmsg`: those short enough to go all or nothing.
 fn atomic_group(runs: &[Run]) -> usize {
   runs
     .iter()
     .take(SEND_GROUP)
-    .take_while(|run| run.len <= ATOMIC_STREAM_RUN)
+    .take_while(|run| run.len <= platform::ATOMIC_STREAM_SEND)
     .count()
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn atomic_group(_runs: &[Run]) -> usize {
-  0
 }
 
 /// One run in one `sendmsg`. Returns the bytes sent and 1 if the run went whole, else 0.
@@ -567,11 +583,11 @@ fn send_run(
   run: &Run,
   control: &mut ControlBuffer,
 ) -> SysResult<(usize, usize)> {
-  cmsg::encode_rights_into(control, messages[run.first].fds)
-    .map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
+  let fds = run.fds(messages);
+  cmsg::encode_rights_into(control, fds).map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
   let outgoing = Outgoing {
     parts: &iovecs[run.iov.clone()],
-    fds: messages[run.first].fds,
+    fds,
     address: None,
   };
   let header = header_for(&outgoing, control);
@@ -586,7 +602,7 @@ fn send_run(
   }
 }
 
-/// Short runs in one `sendmmsg`; each is all or nothing (see [`ATOMIC_STREAM_RUN`]). Returns the
+/// Short runs in one `sendmmsg`; each is all or nothing (see [`platform::ATOMIC_STREAM_SEND`]). Returns the
 /// bytes sent and how many runs went whole. An error after some went is left for the next call.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn send_runs_together(
@@ -598,11 +614,11 @@ fn send_runs_together(
 ) -> SysResult<(usize, usize)> {
   scratch.headers.clear();
   for (run, control) in runs.iter().zip(&mut scratch.controls) {
-    cmsg::encode_rights_into(control, messages[run.first].fds)
-      .map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
+    let fds = run.fds(messages);
+    cmsg::encode_rights_into(control, fds).map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
     let outgoing = Outgoing {
       parts: &iovecs[run.iov.clone()],
-      fds: messages[run.first].fds,
+      fds,
       address: None,
     };
     scratch.headers.push(libc::mmsghdr {
@@ -640,6 +656,52 @@ fn send_runs_together(
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  fn runs_of(messages: &[Outgoing<'_>]) -> Vec<(usize, Option<usize>)> {
+    let (mut iovecs, mut runs) = (Vec::new(), Vec::new());
+    plan_runs(messages, &mut iovecs, &mut runs).unwrap();
+    runs.iter().map(|run| (run.len, run.carrier)).collect()
+  }
+
+  #[test]
+  fn a_message_with_descriptors_ends_its_run() {
+    let (short, long) = ([IoSlice::new(b"ab")], [IoSlice::new(&[0; 4000])]);
+    let fds = [0];
+    let plain = |parts| Outgoing {
+      parts,
+      fds: &[],
+      address: None,
+    };
+    let carrying = |parts| Outgoing {
+      parts,
+      fds: &fds,
+      address: None,
+    };
+    // Plain messages after descriptors start a new run.
+    assert_eq!(
+      runs_of(&[carrying(&short), plain(&short), plain(&short)]),
+      [(2, Some(0)), (4, None)]
+    );
+    // Plain messages before descriptors join them where the run goes all or nothing.
+    let joined = if platform::ATOMIC_STREAM_SEND >= 4 {
+      vec![(4, Some(1)), (2, None)]
+    } else {
+      vec![(2, None), (2, Some(1)), (2, None)]
+    };
+    assert_eq!(
+      runs_of(&[plain(&short), carrying(&short), plain(&short)]),
+      joined
+    );
+    // A run too long to go whole leaves the descriptors on their own message's first byte.
+    assert_eq!(
+      runs_of(&[plain(&long), carrying(&short)]),
+      [(4000, None), (2, Some(1))]
+    );
+    assert_eq!(
+      runs_of(&[plain(&short), carrying(&long)]),
+      [(2, None), (4000, Some(1))]
+    );
+  }
 
   #[test]
   fn default_control_space_holds_a_full_message() {

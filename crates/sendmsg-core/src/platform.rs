@@ -16,6 +16,11 @@ mod imp {
   use super::*;
 
   pub const SEND_FLAGS: i32 = libc::MSG_NOSIGNAL;
+
+  /// Stream sends at most this long go all or nothing: Linux cuts a unix stream send into chunks
+  /// of `SO_SNDBUF / 2 - 64` bytes (at least 2240, as SO_SNDBUF cannot go below 4608), and a
+  /// chunk that cannot be queued fails whole with EAGAIN when nothing was sent yet.
+  pub const ATOMIC_STREAM_SEND: usize = 2048;
   pub const RECV_FLAGS: i32 = libc::MSG_CMSG_CLOEXEC;
 
   pub fn prepare_send(_socket: RawFd) -> SysResult<()> {
@@ -41,6 +46,10 @@ mod imp {
   use crate::error::SysError;
 
   pub const SEND_FLAGS: i32 = 0;
+
+  /// Darwin's `sosend` may queue part of a stream send whenever some room is free: no length is
+  /// known to go all or nothing.
+  pub const ATOMIC_STREAM_SEND: usize = 0;
   pub const RECV_FLAGS: i32 = 0;
 
   /// nix has no `SO_NOSIGPIPE` option, hence the direct call.
