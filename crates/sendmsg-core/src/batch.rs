@@ -16,8 +16,9 @@ use nix::errno::Errno;
 use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 
 use crate::cmsg::{self, ControlBuffer, FD_SIZE, MAX_FDS_PER_MESSAGE};
-use crate::error::{read_again_after_reset, retry_interrupted, SysError, SysResult};
+use crate::error::{read_again_after_reset, SysError, SysResult};
 use crate::message::ReceivedCmsg;
+use crate::msghdr::MessageHeader;
 use crate::platform;
 
 /// An allocation for receive buffers failed.
@@ -51,8 +52,7 @@ pub struct RecvBatch {
   control: ControlBuffer,
   names: Vec<libc::sockaddr_storage>,
   iovecs: Vec<libc::iovec>,
-  #[cfg(any(target_os = "linux", target_os = "android"))]
-  headers: Vec<libc::mmsghdr>,
+  headers: Vec<MessageHeader>,
   slots: Vec<Slot>,
   received: usize,
   /// Slots `[0, dirty)` were written by the kernel and need their headers reset before reuse;
@@ -122,9 +122,9 @@ impl RecvBatch {
         iov_len: 0,
       },
     );
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    // SAFETY: mmsghdr is plain data; all-zero is valid.
-    self.headers.resize(capacity, unsafe { std::mem::zeroed() });
+    self
+      .headers
+      .resize(capacity, MessageHeader::new(std::ptr::null(), 0));
     self.slots.resize(capacity, Slot::default());
     self.capacity = capacity;
     self.slot_size = slot_size;
@@ -161,37 +161,33 @@ impl RecvBatch {
     Ok(received)
   }
 
-  fn prepare_slot(&mut self, i: usize) -> libc::msghdr {
+  fn prepare_slot(&mut self, i: usize) -> MessageHeader {
     self.iovecs[i] = libc::iovec {
       iov_base: self.data[i * self.slot_size..].as_mut_ptr().cast(),
       iov_len: self.slot_size,
     };
-    // SAFETY: all-zero msghdr is valid; the pointers set below stay valid during the call.
-    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
-    header.msg_iov = &mut self.iovecs[i];
-    header.msg_iovlen = 1;
+    let mut header = MessageHeader::new(&self.iovecs[i], 1);
     if self.control_space > 0 {
-      header.msg_control = self.control.as_bytes_mut()[i * self.control_space..]
-        .as_mut_ptr()
-        .cast();
-      header.msg_controllen = self.control_space as _;
+      let control = self.control.as_bytes_mut()[i * self.control_space..].as_mut_ptr();
+      header = header.with_control(control.cast(), self.control_space);
     }
     if self.want_addresses {
-      header.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
-      header.msg_namelen = size_of::<libc::sockaddr_storage>() as _;
+      header = header.with_name(
+        (&mut self.names[i] as *mut libc::sockaddr_storage).cast(),
+        size_of::<libc::sockaddr_storage>() as _,
+      );
     }
     header
   }
 
-  // `msg_controllen` is a size_t on glibc but a socklen_t on musl and Darwin: the cast is needed there.
-  #[allow(clippy::unnecessary_cast)]
-  fn record(&mut self, i: usize, len: usize, header: &libc::msghdr) {
+  fn record(&mut self, i: usize) {
+    let header = &self.headers[i];
     self.slots[i] = Slot {
-      len: len.min(self.slot_size),
-      flags: platform::clean_flags(header.msg_flags),
-      control_len: (header.msg_controllen as usize).min(self.control_space),
+      len: (header.len as usize).min(self.slot_size),
+      flags: platform::clean_flags(header.flags()),
+      control_len: header.control_len(self.control_space),
       name_len: if self.want_addresses {
-        header.msg_namelen as usize
+        header.name_len() as usize
       } else {
         0
       },
@@ -200,63 +196,24 @@ impl RecvBatch {
     };
   }
 
-  #[cfg(any(target_os = "linux", target_os = "android"))]
   fn recv_raw(&mut self, socket: RawFd, count: usize) -> SysResult<usize> {
     // Only the slots the kernel wrote last time need resetting: a reply-sized receive touches one
     // or two of them, not all of them.
     for i in 0..self.dirty.min(self.capacity) {
-      let header = self.prepare_slot(i);
-      self.headers[i] = libc::mmsghdr {
-        msg_hdr: header,
-        msg_len: 0,
-      };
+      self.headers[i] = self.prepare_slot(i);
     }
-    self.dirty = 0;
-    let flags = libc::MSG_DONTWAIT | platform::RECV_FLAGS;
-    // SAFETY: headers point into buffers owned by self for the duration of the call.
-    let n = retry_interrupted("recvmmsg", || unsafe {
-      libc::recvmmsg(
-        socket,
-        self.headers.as_mut_ptr(),
-        count as _,
-        flags as _,
-        std::ptr::null_mut(),
-      ) as isize
-    })?;
+    // Should the call fail, take every slot offered as written.
+    self.dirty = count;
+    let n = platform::recv_many(
+      socket,
+      &mut self.headers[..count],
+      libc::MSG_DONTWAIT | platform::RECV_FLAGS,
+    )?;
     for i in 0..n {
-      let header = self.headers[i].msg_hdr;
-      self.record(i, self.headers[i].msg_len as usize, &header);
+      self.record(i);
     }
     // The kernel wrote the headers of the messages it returned (the one it stopped at it left).
     self.dirty = n;
-    Ok(n)
-  }
-
-  #[cfg(not(any(target_os = "linux", target_os = "android")))]
-  fn recv_raw(&mut self, socket: RawFd, count: usize) -> SysResult<usize> {
-    let mut n = 0;
-    while n < count {
-      let mut header = self.prepare_slot(n);
-      // SAFETY: the header points into buffers owned by self for the duration of the call.
-      let received = retry_interrupted("recvmsg", || unsafe {
-        libc::recvmsg(
-          socket,
-          &mut header,
-          libc::MSG_DONTWAIT | platform::RECV_FLAGS,
-        )
-      });
-      let len = match received {
-        Ok(len) => len,
-        Err(_) if n > 0 => break,
-        Err(err) => return Err(err),
-      };
-      self.record(n, len, &header);
-      n += 1;
-      // A zero-length read on a stream is the end: nothing follows it.
-      if len == 0 {
-        break;
-      }
-    }
     Ok(n)
   }
 
@@ -282,7 +239,7 @@ impl RecvBatch {
       self.slots[i].other = other_start..self.other.len();
     }
     for owned in self.fds.iter().flatten() {
-      platform::set_received_cloexec(owned)?;
+      platform::make_received_cloexec(owned)?;
     }
     Ok(())
   }
@@ -352,22 +309,15 @@ impl Outgoing<'_> {
 #[derive(Default)]
 pub struct SendScratch {
   controls: Vec<ControlBuffer>,
-  #[cfg(any(target_os = "linux", target_os = "android"))]
-  headers: Vec<libc::mmsghdr>,
+  headers: Vec<MessageHeader>,
 }
 
-fn header_for(message: &Outgoing<'_>, control: &mut ControlBuffer) -> libc::msghdr {
-  // SAFETY: all-zero msghdr is valid; pointers set below outlive the send.
-  let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
-  header.msg_iov = message.parts.as_ptr() as *mut libc::iovec;
-  header.msg_iovlen = message.parts.len() as _;
-  header.msg_control = control.as_msg_control();
-  header.msg_controllen = control.len() as _;
-  if let Some(address) = message.address {
-    header.msg_name = address.as_ptr() as *mut libc::c_void;
-    header.msg_namelen = address.len();
-  }
-  header
+fn header_for(
+  parts: &[IoSlice<'_>],
+  control: &mut ControlBuffer,
+  address: Option<&dyn SockaddrLike>,
+) -> MessageHeader {
+  MessageHeader::for_send(parts, control.as_msg_control(), control.len(), address)
 }
 
 fn encode_rights(scratch: &mut SendScratch, messages: &[Outgoing<'_>]) -> Result<(), SysError> {
@@ -403,7 +353,6 @@ pub fn send_datagrams(
   }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
 fn send_datagrams_raw(
   socket: RawFd,
   messages: &[Outgoing<'_>],
@@ -411,45 +360,15 @@ fn send_datagrams_raw(
 ) -> SysResult<usize> {
   scratch.headers.clear();
   for (message, control) in messages.iter().zip(&mut scratch.controls) {
-    scratch.headers.push(libc::mmsghdr {
-      msg_hdr: header_for(message, control),
-      msg_len: 0,
-    });
+    scratch
+      .headers
+      .push(header_for(message.parts, control, message.address));
   }
-  sendmmsg(socket, &mut scratch.headers)
+  platform::send_many(socket, &mut scratch.headers, SEND_NOW)
 }
 
-/// One non-blocking `sendmmsg` of all `headers`, retried on EINTR: how many went.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn sendmmsg(socket: RawFd, headers: &mut [libc::mmsghdr]) -> SysResult<usize> {
-  let flags = libc::MSG_DONTWAIT | platform::SEND_FLAGS;
-  // SAFETY: the headers point at the caller's buffers and our control buffers for the call.
-  retry_interrupted("sendmmsg", || unsafe {
-    libc::sendmmsg(socket, headers.as_mut_ptr(), headers.len() as _, flags as _) as isize
-  })
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn send_datagrams_raw(
-  socket: RawFd,
-  messages: &[Outgoing<'_>],
-  scratch: &mut SendScratch,
-) -> SysResult<usize> {
-  let mut sent = 0;
-  for (message, control) in messages.iter().zip(&mut scratch.controls) {
-    let header = header_for(message, control);
-    // SAFETY: the header points at live buffers for the call.
-    let result = retry_interrupted("sendmsg", || unsafe {
-      libc::sendmsg(socket, &header, libc::MSG_DONTWAIT | platform::SEND_FLAGS)
-    });
-    match result {
-      Ok(_) => sent += 1,
-      Err(_) if sent > 0 => break,
-      Err(err) => return Err(err),
-    }
-  }
-  Ok(sent)
-}
+/// Flags of every batch send: never block, never raise SIGPIPE.
+const SEND_NOW: i32 = libc::MSG_DONTWAIT | platform::SEND_FLAGS;
 
 /// The most iovecs one `sendmsg` takes (POSIX guarantees 16; Linux and Darwin take 1024).
 const IOV_MAX: usize = 1024;
@@ -583,18 +502,9 @@ fn send_run(
   run: &Run,
   control: &mut ControlBuffer,
 ) -> SysResult<(usize, usize)> {
-  let fds = run.fds(messages);
-  cmsg::encode_rights_into(control, fds).map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
-  let outgoing = Outgoing {
-    parts: &iovecs[run.iov.clone()],
-    fds,
-    address: None,
-  };
-  let header = header_for(&outgoing, control);
-  // SAFETY: the header points at live buffers for the call.
-  let result = retry_interrupted("sendmsg", || unsafe {
-    libc::sendmsg(socket, &header, libc::MSG_DONTWAIT | platform::SEND_FLAGS)
-  });
+  cmsg::encode_rights_into(control, run.fds(messages))
+    .map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
+  let result = header_for(&iovecs[run.iov.clone()], control, None).send(socket, SEND_NOW);
   match result {
     Ok(n) => Ok((n, usize::from(n == run.len))),
     Err(err) if err.errno == Errno::EAGAIN => Ok((0, 0)),
@@ -602,9 +512,9 @@ fn send_run(
   }
 }
 
-/// Short runs in one `sendmmsg`; each is all or nothing (see [`platform::ATOMIC_STREAM_SEND`]). Returns the
-/// bytes sent and how many runs went whole. An error after some went is left for the next call.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+/// Short runs in one `sendmmsg`; each is all or nothing (see [`platform::ATOMIC_STREAM_SEND`]).
+/// Returns the bytes sent and how many runs went whole. An error after some went is left for the
+/// next call.
 fn send_runs_together(
   socket: RawFd,
   messages: &[Outgoing<'_>],
@@ -614,43 +524,26 @@ fn send_runs_together(
 ) -> SysResult<(usize, usize)> {
   scratch.headers.clear();
   for (run, control) in runs.iter().zip(&mut scratch.controls) {
-    let fds = run.fds(messages);
-    cmsg::encode_rights_into(control, fds).map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
-    let outgoing = Outgoing {
-      parts: &iovecs[run.iov.clone()],
-      fds,
-      address: None,
-    };
-    scratch.headers.push(libc::mmsghdr {
-      msg_hdr: header_for(&outgoing, control),
-      msg_len: 0,
-    });
+    cmsg::encode_rights_into(control, run.fds(messages))
+      .map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
+    scratch
+      .headers
+      .push(header_for(&iovecs[run.iov.clone()], control, None));
   }
-  let sent = match sendmmsg(socket, &mut scratch.headers) {
+  let sent = match platform::send_many(socket, &mut scratch.headers, SEND_NOW) {
     Ok(sent) => sent,
     Err(err) if err.errno == Errno::EAGAIN => return Ok((0, 0)),
     Err(err) => return Err(err),
   };
   let mut bytes = 0;
   for (header, run) in scratch.headers[..sent].iter().zip(runs) {
-    bytes += header.msg_len as usize;
-    if header.msg_len as usize != run.len {
+    bytes += header.len as usize;
+    if header.len as usize != run.len {
       // Cannot happen for runs this short; if it did, stop where the stream is exact.
       return Ok((bytes, 0));
     }
   }
   Ok((bytes, sent))
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn send_runs_together(
-  _socket: RawFd,
-  _messages: &[Outgoing<'_>],
-  _iovecs: &[IoSlice<'_>],
-  _runs: &[Run],
-  _scratch: &mut SendScratch,
-) -> SysResult<(usize, usize)> {
-  unreachable!("atomic_group is 0 off Linux")
 }
 
 #[cfg(test)]

@@ -17,8 +17,10 @@ pub mod cmsg;
 pub mod consts;
 pub mod credentials;
 pub mod error;
+mod fcntl;
 pub mod fd;
 pub mod message;
+mod msghdr;
 mod platform;
 pub mod socket;
 

@@ -9,7 +9,8 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 
 use crate::cmsg::{self, ControlBuffer, RawCmsg};
-use crate::error::{read_again_after_reset, retry_interrupted, SysError, SysResult};
+use crate::error::{read_again_after_reset, SysError, SysResult};
+use crate::msghdr::MessageHeader;
 use crate::platform;
 use crate::socket;
 
@@ -138,22 +139,8 @@ pub fn send(
     }
   }
   platform::prepare_send(socket)?;
-  // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the call.
-  let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-  if let Some(address) = address {
-    msg.msg_name = address.as_ptr() as *mut libc::c_void;
-    msg.msg_namelen = address.len();
-  }
-  // IoSlice is guaranteed ABI-compatible with iovec on Unix.
-  msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
-  msg.msg_iovlen = iov.len() as _;
-  msg.msg_controllen = control.len() as _;
-  msg.msg_control = control.as_msg_control();
-  let flags = flags | platform::SEND_FLAGS;
-  // SAFETY: msg points at live buffers for the duration of the call.
-  Ok(retry_interrupted("sendmsg", || unsafe {
-    libc::sendmsg(socket, &msg, flags)
-  })?)
+  let header = MessageHeader::for_send(iov, control.as_msg_control(), control.len(), address);
+  Ok(header.send(socket, flags | platform::SEND_FLAGS)?)
 }
 
 fn carries_fds(control: &ControlBuffer) -> bool {
@@ -184,35 +171,33 @@ pub fn recv_vectored(
   want_address: bool,
 ) -> SysResult<ReceivedMessage> {
   let capacity: usize = iov.iter().map(|slice| slice.len()).sum();
-  // SAFETY: zeroed sockaddr_storage and msghdr are valid.
+  // SAFETY: a zeroed sockaddr_storage is valid.
   let mut address: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-  let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-  msg.msg_iov = iov.as_mut_ptr() as *mut libc::iovec;
-  msg.msg_iovlen = iov.len() as _;
-  msg.msg_control = control.as_msg_control();
-  let received = read_again_after_reset(|| {
-    retry_interrupted("recvmsg", || {
-      // Set again on every attempt: the kernel writes these back.
-      if want_address {
-        msg.msg_name = (&mut address as *mut libc::sockaddr_storage).cast();
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as _;
-      }
-      msg.msg_controllen = control.len() as _;
-      msg.msg_flags = 0;
-      // SAFETY: msg points at live buffers for the duration of the call.
-      unsafe { libc::recvmsg(socket, &mut msg, flags | platform::RECV_FLAGS) }
-    })
-  })?;
-  let control_len = (msg.msg_controllen as usize).min(control.len());
+  let mut header = MessageHeader::new(iov.as_mut_ptr().cast(), iov.len())
+    .with_control(control.as_msg_control(), control.len());
+  if want_address {
+    header = header.with_name(
+      (&mut address as *mut libc::sockaddr_storage).cast(),
+      std::mem::size_of::<libc::sockaddr_storage>() as _,
+    );
+  }
+  let received = read_again_after_reset(|| header.recv(socket, flags | platform::RECV_FLAGS))?;
   // SAFETY: these are the bytes the kernel just wrote for this process.
-  let control_messages = unsafe { take_control(&control.as_bytes()[..control_len]) };
-  platform::after_receive(&control_messages)?;
-  let address = if want_address && msg.msg_namelen > 0 {
-    // SAFETY: the kernel wrote `msg_namelen` bytes of a sockaddr.
+  let control_messages =
+    unsafe { take_control(&control.as_bytes()[..header.control_len(control.len())]) };
+  for message in &control_messages {
+    if let ReceivedCmsg::Fds { fds, .. } = message {
+      for owned in fds {
+        platform::make_received_cloexec(owned)?;
+      }
+    }
+  }
+  let address = if want_address && header.name_len() > 0 {
+    // SAFETY: the kernel wrote `name_len` bytes of a sockaddr.
     unsafe {
       SockaddrStorage::from_raw(
         (&address as *const libc::sockaddr_storage).cast(),
-        Some(msg.msg_namelen as _),
+        Some(header.name_len()),
       )
     }
   } else {
@@ -220,7 +205,7 @@ pub fn recv_vectored(
   };
   Ok(ReceivedMessage {
     len: received.min(capacity),
-    flags: platform::clean_flags(msg.msg_flags),
+    flags: platform::clean_flags(header.flags()),
     control: control_messages,
     address,
   })

@@ -3,10 +3,11 @@
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{
-  self, sockopt, AddressFamily, SockFlag, SockType, SockaddrLike, SockaddrStorage, UnixAddr,
+  self, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage, UnixAddr,
 };
 
 use crate::error::{SysResult, Syscall};
+use crate::platform;
 
 /// The three AF_UNIX socket types the package speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,47 +37,17 @@ impl SocketKind {
   }
 }
 
-/// Flags for a new descriptor: close-on-exec always, and non-blocking when asked. Linux sets them
-/// atomically at creation; elsewhere they are set right after (see [`finish_flags`]).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn creation_flags(nonblocking: bool) -> SockFlag {
-  let mut flags = SockFlag::SOCK_CLOEXEC;
-  if nonblocking {
-    flags |= SockFlag::SOCK_NONBLOCK;
-  }
-  flags
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn creation_flags(_nonblocking: bool) -> SockFlag {
-  SockFlag::empty()
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn finish_flags(_fd: &OwnedFd, _nonblocking: bool) -> SysResult<()> {
-  Ok(())
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn finish_flags(fd: &OwnedFd, nonblocking: bool) -> SysResult<()> {
-  crate::fd::set_cloexec(fd)?;
-  if nonblocking {
-    crate::fd::set_nonblocking(fd, true)?;
-  }
-  Ok(())
-}
-
 /// A connected pair of AF_UNIX sockets, both close-on-exec.
 pub fn socketpair(kind: SocketKind, nonblocking: bool) -> SysResult<(OwnedFd, OwnedFd)> {
   let (a, b) = socket::socketpair(
     AddressFamily::Unix,
     kind.sock_type(),
     None,
-    creation_flags(nonblocking),
+    platform::new_socket_flags(nonblocking),
   )
   .syscall("socketpair")?;
-  finish_flags(&a, nonblocking)?;
-  finish_flags(&b, nonblocking)?;
+  platform::finish_new_socket(&a, nonblocking)?;
+  platform::finish_new_socket(&b, nonblocking)?;
   Ok((a, b))
 }
 
@@ -85,11 +56,11 @@ pub fn unix_socket(kind: SocketKind, nonblocking: bool) -> SysResult<OwnedFd> {
   let fd = socket::socket(
     AddressFamily::Unix,
     kind.sock_type(),
-    creation_flags(nonblocking),
+    platform::new_socket_flags(nonblocking),
     None,
   )
   .syscall("socket")?;
-  finish_flags(&fd, nonblocking)?;
+  platform::finish_new_socket(&fd, nonblocking)?;
   Ok(fd)
 }
 
@@ -112,23 +83,10 @@ pub fn raw_type(fd: impl AsFd) -> SysResult<i32> {
 /// abstract namespace.
 pub fn unix_address(path: &[u8]) -> SysResult<UnixAddr> {
   match path.split_first() {
-    Some((0, name)) => abstract_address(name),
+    Some((0, name)) => platform::abstract_address(name),
     Some(_) => UnixAddr::new(path).syscall("bind"),
     None => Err(crate::SysError::new("bind", nix::errno::Errno::EINVAL)),
   }
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn abstract_address(name: &[u8]) -> SysResult<UnixAddr> {
-  UnixAddr::new_abstract(name).syscall("bind")
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn abstract_address(_name: &[u8]) -> SysResult<UnixAddr> {
-  Err(crate::SysError::new(
-    "bind",
-    nix::errno::Errno::EAFNOSUPPORT,
-  ))
 }
 
 /// The bytes of an AF_UNIX address as [`unix_address`] reads them; `None` for an unnamed socket.
@@ -138,22 +96,12 @@ pub fn address_bytes(address: &SockaddrStorage) -> Option<Vec<u8>> {
     use std::os::unix::ffi::OsStrExt;
     return Some(path.as_os_str().as_bytes().to_vec());
   }
-  abstract_bytes(unix)
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn abstract_bytes(unix: &UnixAddr) -> Option<Vec<u8>> {
-  unix.as_abstract().map(|name| {
+  platform::abstract_name(unix).map(|name| {
     let mut bytes = Vec::with_capacity(name.len() + 1);
     bytes.push(0);
     bytes.extend_from_slice(name);
     bytes
   })
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn abstract_bytes(_unix: &UnixAddr) -> Option<Vec<u8>> {
-  None
 }
 
 pub fn bind(fd: RawFd, address: &UnixAddr) -> SysResult<()> {
@@ -175,7 +123,7 @@ pub fn connect(fd: RawFd, address: &UnixAddr) -> SysResult<()> {
 /// there is none.
 pub fn accept(fd: RawFd) -> SysResult<Option<OwnedFd>> {
   loop {
-    match accept_raw(fd) {
+    match platform::accept(fd) {
       Ok(accepted) => return Ok(Some(accepted)),
       Err(errno) => match errno {
         nix::errno::Errno::EINTR => continue,
@@ -186,24 +134,6 @@ pub fn accept(fd: RawFd) -> SysResult<Option<OwnedFd>> {
       },
     }
   }
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn accept_raw(fd: RawFd) -> nix::Result<OwnedFd> {
-  use std::os::fd::FromRawFd;
-  let accepted = socket::accept4(fd, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK)?;
-  // SAFETY: accept4 returned a new descriptor that we own.
-  Ok(unsafe { OwnedFd::from_raw_fd(accepted) })
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn accept_raw(fd: RawFd) -> nix::Result<OwnedFd> {
-  use std::os::fd::FromRawFd;
-  let accepted = socket::accept(fd)?;
-  // SAFETY: accept returned a new descriptor that we own.
-  let accepted = unsafe { OwnedFd::from_raw_fd(accepted) };
-  finish_flags(&accepted, true).map_err(|err| err.errno)?;
-  Ok(accepted)
 }
 
 /// Ends the sending direction (`shutdown(SHUT_WR)`): the peer reads end-of-file after our data.
