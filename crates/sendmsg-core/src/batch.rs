@@ -17,9 +17,10 @@ use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 
 use crate::cmsg::{self, ControlBuffer, FD_SIZE, MAX_FDS_PER_MESSAGE};
 use crate::error::{read_again_after_reset, SysError, SysResult};
-use crate::message::ReceivedCmsg;
+use crate::message::{check_descriptors_have_data, ReceivedCmsg};
 use crate::msghdr::MessageHeader;
 use crate::platform;
+use crate::socket::SocketKind;
 
 /// An allocation for receive buffers failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -400,10 +401,9 @@ fn plan_runs<'a>(
   for (i, message) in messages.iter().enumerate() {
     let len = message.len();
     let carries_fds = !message.fds.is_empty();
-    if carries_fds && len == 0 {
-      // The kernel would accept this and drop the descriptors; callers refuse it earlier.
-      return Err(SysError::new("sendmsg", Errno::EINVAL));
-    }
+    // Callers refuse this earlier, with words; here it is only kept from the kernel.
+    check_descriptors_have_data(SocketKind::Stream, len, carries_fds)
+      .map_err(|_| SysError::new("sendmsg", Errno::EINVAL))?;
     let joins = open.as_ref().is_some_and(|run| {
       run.iov.len() + message.parts.len() <= IOV_MAX
         && (!carries_fds || run.len + len <= platform::ATOMIC_STREAM_SEND)

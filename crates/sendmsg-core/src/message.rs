@@ -4,7 +4,7 @@
 //! an EPIPE rather than a SIGPIPE.
 
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 
@@ -12,7 +12,7 @@ use crate::cmsg::{self, ControlBuffer, RawCmsg};
 use crate::error::{read_again_after_reset, SysError, SysResult};
 use crate::msghdr::MessageHeader;
 use crate::platform;
-use crate::socket;
+use crate::socket::{self, SocketKind};
 
 /// A control message received, with any descriptors it carried owned by it: dropping it closes them.
 #[derive(Debug)]
@@ -120,10 +120,26 @@ impl std::fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
+/// Refuses descriptors that would travel with no data on a socket of `kind`: on a stream they ride
+/// on the first byte, and without one Linux reports success and silently drops them. The one
+/// check of that rule, for every send path and for callers that check before queueing.
+pub fn check_descriptors_have_data(
+  kind: SocketKind,
+  data_len: usize,
+  carries_fds: bool,
+) -> Result<(), SendError> {
+  if carries_fds && data_len == 0 && kind == SocketKind::Stream {
+    return Err(SendError::FdsWithoutData);
+  }
+  Ok(())
+}
+
 /// Sends `iov` and the pre-encoded `control` in one `sendmsg`, to `address` when given.
 ///
 /// Retries on EINTR. `MSG_NOSIGNAL` is added where it exists; elsewhere the socket gets
-/// `SO_NOSIGPIPE` first, so a closed peer is always EPIPE, never a signal.
+/// `SO_NOSIGPIPE` first, so a closed peer is always EPIPE, never a signal. The socket's kind is
+/// asked of the kernel only for an empty send with descriptors; a caller that knows the kind
+/// calls [`send_with_kind`].
 pub fn send(
   socket: RawFd,
   iov: &[IoSlice<'_>],
@@ -131,16 +147,45 @@ pub fn send(
   flags: i32,
   address: Option<&dyn SockaddrLike>,
 ) -> Result<usize, SendError> {
-  if iov.iter().all(|slice| slice.is_empty()) && carries_fds(control) {
+  if is_empty(iov) && carries_fds(control) {
     // SAFETY: the caller's descriptor is open for the duration of the call.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(socket) };
-    if socket::raw_type(borrowed)? == libc::SOCK_STREAM {
-      return Err(SendError::FdsWithoutData);
+    let borrowed = unsafe { BorrowedFd::borrow_raw(socket) };
+    if let Some(kind) = socket::kind(borrowed)? {
+      check_descriptors_have_data(kind, 0, true)?;
     }
   }
+  send_checked(socket, iov, control, flags, address)
+}
+
+/// [`send`] on a socket the caller knows to be of `kind`: no system call but the send.
+pub fn send_with_kind(
+  socket: RawFd,
+  kind: SocketKind,
+  iov: &[IoSlice<'_>],
+  control: &mut ControlBuffer,
+  flags: i32,
+  address: Option<&dyn SockaddrLike>,
+) -> Result<usize, SendError> {
+  if is_empty(iov) {
+    check_descriptors_have_data(kind, 0, carries_fds(control))?;
+  }
+  send_checked(socket, iov, control, flags, address)
+}
+
+fn send_checked(
+  socket: RawFd,
+  iov: &[IoSlice<'_>],
+  control: &mut ControlBuffer,
+  flags: i32,
+  address: Option<&dyn SockaddrLike>,
+) -> Result<usize, SendError> {
   platform::prepare_send(socket)?;
   let header = MessageHeader::for_send(iov, control.as_msg_control(), control.len(), address);
   Ok(header.send(socket, flags | platform::SEND_FLAGS)?)
+}
+
+fn is_empty(iov: &[IoSlice<'_>]) -> bool {
+  iov.iter().all(|slice| slice.is_empty())
 }
 
 fn carries_fds(control: &ControlBuffer) -> bool {

@@ -17,23 +17,65 @@ pub enum SocketKind {
   SeqPacket,
 }
 
+/// The one table of the kinds: the `SO_TYPE` number, nix's type, and the name the JavaScript
+/// layer uses for it.
+const KINDS: [(SocketKind, i32, SockType, &str); 3] = [
+  (
+    SocketKind::Stream,
+    libc::SOCK_STREAM,
+    SockType::Stream,
+    "stream",
+  ),
+  (
+    SocketKind::Datagram,
+    libc::SOCK_DGRAM,
+    SockType::Datagram,
+    "datagram",
+  ),
+  (
+    SocketKind::SeqPacket,
+    libc::SOCK_SEQPACKET,
+    SockType::SeqPacket,
+    "seqpacket",
+  ),
+];
+
 impl SocketKind {
-  pub fn sock_type(self) -> SockType {
-    match self {
-      Self::Stream => SockType::Stream,
-      Self::Datagram => SockType::Datagram,
-      Self::SeqPacket => SockType::SeqPacket,
-    }
+  pub const ALL: [SocketKind; 3] = [Self::Stream, Self::Datagram, Self::SeqPacket];
+
+  fn row(self) -> &'static (SocketKind, i32, SockType, &'static str) {
+    KINDS
+      .iter()
+      .find(|row| row.0 == self)
+      .expect("every kind has a row")
   }
 
   /// From an `SO_TYPE` value; `None` for types the package does not handle.
   pub fn from_raw(raw: i32) -> Option<Self> {
-    match raw {
-      libc::SOCK_STREAM => Some(Self::Stream),
-      libc::SOCK_DGRAM => Some(Self::Datagram),
-      libc::SOCK_SEQPACKET => Some(Self::SeqPacket),
-      _ => None,
-    }
+    KINDS.iter().find(|row| row.1 == raw).map(|row| row.0)
+  }
+
+  /// The `SO_TYPE` value (`SOCK_STREAM`, ...).
+  pub fn raw(self) -> i32 {
+    self.row().1
+  }
+
+  pub fn sock_type(self) -> SockType {
+    self.row().2
+  }
+
+  /// `"stream"`, `"datagram"` or `"seqpacket"`.
+  pub fn name(self) -> &'static str {
+    self.row().3
+  }
+
+  pub fn from_name(name: &str) -> Option<Self> {
+    KINDS.iter().find(|row| row.3 == name).map(|row| row.0)
+  }
+
+  /// Whether sockets of this kind listen, accept and have one peer that can shut down.
+  pub fn is_connection_oriented(self) -> bool {
+    self != Self::Datagram
   }
 }
 
@@ -76,6 +118,11 @@ pub fn raw_type(fd: impl AsFd) -> SysResult<i32> {
   socket::getsockopt(&fd.as_fd(), sockopt::SockType)
     .map(|ty| ty as i32)
     .syscall("getsockopt")
+}
+
+/// The kind of a socket, from `SO_TYPE`; `None` for a type the package does not handle.
+pub fn kind(fd: impl AsFd) -> SysResult<Option<SocketKind>> {
+  raw_type(fd).map(SocketKind::from_raw)
 }
 
 /// An AF_UNIX address: a filesystem path, or on Linux an abstract name written with a leading
