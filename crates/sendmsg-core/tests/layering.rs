@@ -82,3 +82,24 @@ fn only_the_platform_module_asks_which_system_it_is_on() {
     }
   }
 }
+
+#[test]
+fn only_the_msghdr_module_fills_in_a_msghdr() {
+  // platform.rs hands the same headers to the *mmsg calls, and nothing else does.
+  let owners = [
+    ("libc::msghdr", "msghdr"),
+    ("libc::sendmsg(", "msghdr"),
+    ("libc::recvmsg(", "msghdr"),
+    ("libc::mmsghdr", "platform"),
+    ("libc::sendmmsg(", "platform"),
+    ("libc::recvmmsg(", "platform"),
+  ];
+  for (name, code) in modules() {
+    for (needle, owner) in owners {
+      assert!(
+        name == owner || !code.contains(needle),
+        "{name}.rs uses {needle} itself"
+      );
+    }
+  }
+}
