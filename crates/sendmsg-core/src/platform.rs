@@ -31,6 +31,9 @@ mod imp {
   /// chunk that cannot be queued fails whole with EAGAIN when nothing was sent yet.
   pub const ATOMIC_STREAM_SEND: usize = 2048;
 
+  /// `POLLRDHUP` says the peer shut down its sending side, even while its last data is unread.
+  pub const PEER_SHUT_DOWN_EVENTS: libc::c_short = libc::POLLRDHUP | libc::POLLHUP;
+
   // The `*mmsg` calls take our headers as their `mmsghdr`s.
   const _: () = assert!(
     std::mem::size_of::<MessageHeader>() == std::mem::size_of::<libc::mmsghdr>()
@@ -142,6 +145,9 @@ mod imp {
   /// Darwin's `sosend` may queue part of a stream send whenever some room is free: no length is
   /// known to go all or nothing.
   pub const ATOMIC_STREAM_SEND: usize = 0;
+
+  /// No `POLLRDHUP`: only a peer that closed (or shut down both ways) shows.
+  pub const PEER_SHUT_DOWN_EVENTS: libc::c_short = libc::POLLHUP;
 
   /// nix has no `SO_NOSIGPIPE` option, hence the direct call.
   pub fn prepare_send(socket: RawFd) -> SysResult<()> {

@@ -6,7 +6,7 @@ use nix::sys::socket::{
   self, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage, UnixAddr,
 };
 
-use crate::error::{SysResult, Syscall};
+use crate::error::{retry_interrupted, SysResult, Syscall};
 use crate::platform;
 
 /// The three AF_UNIX socket types the package speaks.
@@ -190,6 +190,21 @@ pub fn shutdown_write(fd: RawFd) -> SysResult<()> {
     Ok(()) | Err(nix::errno::Errno::ENOTCONN) => Ok(()),
     Err(errno) => Err(crate::SysError::new("shutdown", errno)),
   }
+}
+
+/// Whether the peer has shut down its sending side: a zero-timeout `poll` for `POLLRDHUP` and
+/// `POLLHUP` on Linux, `POLLHUP` elsewhere. What tells a seqpacket end (zero bytes, no control
+/// data) from a legal empty message. A failed poll answers `false`.
+pub fn peer_has_shut_down(fd: RawFd) -> bool {
+  let events = platform::PEER_SHUT_DOWN_EVENTS;
+  let mut pollfd = libc::pollfd {
+    fd,
+    events,
+    revents: 0,
+  };
+  // SAFETY: one pollfd, no waiting.
+  let ready = retry_interrupted("poll", || unsafe { libc::poll(&mut pollfd, 1, 0) } as isize);
+  matches!(ready, Ok(n) if n > 0) && pollfd.revents & events != 0
 }
 
 /// The pending error of a socket (`SO_ERROR`), cleared by reading it.

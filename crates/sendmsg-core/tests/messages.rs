@@ -420,3 +420,34 @@ fn nonblocking_sockets_say_eagain() {
   .unwrap_err();
   assert_eq!(err.errno, Errno::EAGAIN);
 }
+
+#[test]
+fn closing_a_raw_descriptor_releases_it_and_reports_ebadf() {
+  let _guard = lock();
+  let before = open_fds();
+  let (read_end, write_end) = pipe();
+  let number = std::os::fd::IntoRawFd::into_raw_fd(read_end);
+  fd::close(number).unwrap();
+  drop(write_end);
+  assert_eq!(open_fds(), before);
+  let err = fd::close(-1).unwrap_err();
+  assert_eq!(err, SysError::new("close", Errno::EBADF));
+}
+
+#[test]
+fn a_peer_that_shut_down_or_closed_shows_at_once() {
+  let _guard = lock();
+  for kind in [SocketKind::Stream, SocketKind::SeqPacket] {
+    let (a, b) = socketpair(kind, true).unwrap();
+    assert!(!sendmsg_core::socket::peer_has_shut_down(a.as_raw_fd()));
+    send(&b, b"last words", &mut ControlBuffer::default()).unwrap();
+    #[cfg(target_os = "linux")]
+    {
+      // POLLRDHUP: the sending side is shut, even with its data still unread here.
+      sendmsg_core::socket::shutdown_write(b.as_raw_fd()).unwrap();
+      assert!(sendmsg_core::socket::peer_has_shut_down(a.as_raw_fd()));
+    }
+    drop(b);
+    assert!(sendmsg_core::socket::peer_has_shut_down(a.as_raw_fd()));
+  }
+}
