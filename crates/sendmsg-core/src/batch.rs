@@ -389,9 +389,9 @@ struct Run {
 /// Cuts `messages` into runs, their iovecs gathered in `iovecs`.
 ///
 /// Plain messages join a descriptor-carrying one only while the run stays within
-/// [`platform::ATOMIC_STREAM_SEND`]: the descriptors ride on the run's first byte, so a run cut short by a
-/// full socket would have sent them before their message started, and the caller, seeing that
-/// message unsent, would send them again.
+/// [`platform::ATOMIC_STREAM_SEND`]: the descriptors ride on the run's first byte, so a run cut
+/// short by a full socket would have sent them before their message started, and the caller,
+/// seeing that message unsent, would send them again.
 fn plan_runs<'a>(
   messages: &[Outgoing<'a>],
   iovecs: &mut Vec<IoSlice<'a>>,
