@@ -429,8 +429,10 @@ fn plan_runs<'a>(
 }
 
 /// Sends messages on a stream socket without blocking, in as few system calls as the descriptors
-/// allow (see [`Run`]); on Linux consecutive short runs go out together in one `sendmmsg`.
-/// Returns the bytes sent, which may end inside a message; zero when the socket is full.
+/// allow: a message that carries descriptors ends its `sendmsg` (a stream read that brings them
+/// stops after it, so no later byte may share it), plain messages before it may join it, and on
+/// Linux consecutive short runs go out together in one `sendmmsg`. Returns the bytes sent, which
+/// may end inside a message; zero when the socket is full.
 pub fn send_stream(
   socket: RawFd,
   messages: &[Outgoing<'_>],
