@@ -16,9 +16,11 @@ use nix::errno::Errno;
 use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 
 use crate::cmsg::{self, ControlBuffer, FD_SIZE, MAX_FDS_PER_MESSAGE};
-use crate::error::{retry_interrupted, SysError, SysResult};
-use crate::message::ReceivedCmsg;
+use crate::error::{read_again_after_reset, SysError, SysResult};
+use crate::message::{check_descriptors_have_data, ReceivedCmsg};
+use crate::msghdr::MessageHeader;
 use crate::platform;
+use crate::socket::SocketKind;
 
 /// An allocation for receive buffers failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,8 +53,7 @@ pub struct RecvBatch {
   control: ControlBuffer,
   names: Vec<libc::sockaddr_storage>,
   iovecs: Vec<libc::iovec>,
-  #[cfg(any(target_os = "linux", target_os = "android"))]
-  headers: Vec<libc::mmsghdr>,
+  headers: Vec<MessageHeader>,
   slots: Vec<Slot>,
   received: usize,
   /// Slots `[0, dirty)` were written by the kernel and need their headers reset before reuse;
@@ -122,9 +123,9 @@ impl RecvBatch {
         iov_len: 0,
       },
     );
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    // SAFETY: mmsghdr is plain data; all-zero is valid.
-    self.headers.resize(capacity, unsafe { std::mem::zeroed() });
+    self
+      .headers
+      .resize(capacity, MessageHeader::new(std::ptr::null(), 0));
     self.slots.resize(capacity, Slot::default());
     self.capacity = capacity;
     self.slot_size = slot_size;
@@ -141,16 +142,19 @@ impl RecvBatch {
   }
 
   /// Receives up to `max` messages (at most the capacity) without blocking. Returns how many;
-  /// zero when nothing was waiting. The previous results are released first.
+  /// zero when nothing was waiting. The previous results are released first. The ECONNRESET a
+  /// dead peer leaves before its last messages is never returned: the receive is made again.
   pub fn recv(&mut self, socket: RawFd, max: usize) -> SysResult<usize> {
     self.release();
     let count = max.min(self.capacity);
     if count == 0 {
       return Ok(0);
     }
-    let received = match self.recv_raw(socket, count) {
+    let received = match read_again_after_reset(|| self.recv_raw(socket, count)) {
       Ok(n) => n,
-      Err(err) if err.errno == Errno::EAGAIN => 0,
+      // Nothing waiting; or a second reset right after the first, which is news of nothing
+      // received: both end this call with no messages, and the next one reads what there is.
+      Err(err) if err.errno == Errno::EAGAIN || err.errno == Errno::ECONNRESET => 0,
       Err(err) => return Err(err),
     };
     self.received = received;
@@ -158,37 +162,33 @@ impl RecvBatch {
     Ok(received)
   }
 
-  fn prepare_slot(&mut self, i: usize) -> libc::msghdr {
+  fn prepare_slot(&mut self, i: usize) -> MessageHeader {
     self.iovecs[i] = libc::iovec {
       iov_base: self.data[i * self.slot_size..].as_mut_ptr().cast(),
       iov_len: self.slot_size,
     };
-    // SAFETY: all-zero msghdr is valid; the pointers set below stay valid during the call.
-    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
-    header.msg_iov = &mut self.iovecs[i];
-    header.msg_iovlen = 1;
+    let mut header = MessageHeader::new(&self.iovecs[i], 1);
     if self.control_space > 0 {
-      header.msg_control = self.control.as_bytes_mut()[i * self.control_space..]
-        .as_mut_ptr()
-        .cast();
-      header.msg_controllen = self.control_space as _;
+      let control = self.control.as_bytes_mut()[i * self.control_space..].as_mut_ptr();
+      header = header.with_control(control.cast(), self.control_space);
     }
     if self.want_addresses {
-      header.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
-      header.msg_namelen = size_of::<libc::sockaddr_storage>() as _;
+      header = header.with_name(
+        (&mut self.names[i] as *mut libc::sockaddr_storage).cast(),
+        size_of::<libc::sockaddr_storage>() as _,
+      );
     }
     header
   }
 
-  // `msg_controllen` is a size_t on glibc but a socklen_t on musl and Darwin: the cast is needed there.
-  #[allow(clippy::unnecessary_cast)]
-  fn record(&mut self, i: usize, len: usize, header: &libc::msghdr) {
+  fn record(&mut self, i: usize) {
+    let header = &self.headers[i];
     self.slots[i] = Slot {
-      len: len.min(self.slot_size),
-      flags: platform::clean_flags(header.msg_flags),
-      control_len: (header.msg_controllen as usize).min(self.control_space),
+      len: (header.len as usize).min(self.slot_size),
+      flags: platform::clean_flags(header.flags()),
+      control_len: header.control_len(self.control_space),
       name_len: if self.want_addresses {
-        header.msg_namelen as usize
+        header.name_len() as usize
       } else {
         0
       },
@@ -197,63 +197,24 @@ impl RecvBatch {
     };
   }
 
-  #[cfg(any(target_os = "linux", target_os = "android"))]
   fn recv_raw(&mut self, socket: RawFd, count: usize) -> SysResult<usize> {
     // Only the slots the kernel wrote last time need resetting: a reply-sized receive touches one
     // or two of them, not all of them.
     for i in 0..self.dirty.min(self.capacity) {
-      let header = self.prepare_slot(i);
-      self.headers[i] = libc::mmsghdr {
-        msg_hdr: header,
-        msg_len: 0,
-      };
+      self.headers[i] = self.prepare_slot(i);
     }
-    self.dirty = 0;
-    let flags = libc::MSG_DONTWAIT | platform::RECV_FLAGS;
-    // SAFETY: headers point into buffers owned by self for the duration of the call.
-    let n = retry_interrupted("recvmmsg", || unsafe {
-      libc::recvmmsg(
-        socket,
-        self.headers.as_mut_ptr(),
-        count as _,
-        flags as _,
-        std::ptr::null_mut(),
-      ) as isize
-    })?;
+    // Should the call fail, take every slot offered as written.
+    self.dirty = count;
+    let n = platform::recv_many(
+      socket,
+      &mut self.headers[..count],
+      libc::MSG_DONTWAIT | platform::RECV_FLAGS,
+    )?;
     for i in 0..n {
-      let header = self.headers[i].msg_hdr;
-      self.record(i, self.headers[i].msg_len as usize, &header);
+      self.record(i);
     }
     // The kernel wrote the headers of the messages it returned (the one it stopped at it left).
     self.dirty = n;
-    Ok(n)
-  }
-
-  #[cfg(not(any(target_os = "linux", target_os = "android")))]
-  fn recv_raw(&mut self, socket: RawFd, count: usize) -> SysResult<usize> {
-    let mut n = 0;
-    while n < count {
-      let mut header = self.prepare_slot(n);
-      // SAFETY: the header points into buffers owned by self for the duration of the call.
-      let received = retry_interrupted("recvmsg", || unsafe {
-        libc::recvmsg(
-          socket,
-          &mut header,
-          libc::MSG_DONTWAIT | platform::RECV_FLAGS,
-        )
-      });
-      let len = match received {
-        Ok(len) => len,
-        Err(_) if n > 0 => break,
-        Err(err) => return Err(err),
-      };
-      self.record(n, len, &header);
-      n += 1;
-      // A zero-length read on a stream is the end: nothing follows it.
-      if len == 0 {
-        break;
-      }
-    }
     Ok(n)
   }
 
@@ -279,7 +240,7 @@ impl RecvBatch {
       self.slots[i].other = other_start..self.other.len();
     }
     for owned in self.fds.iter().flatten() {
-      platform::set_received_cloexec(owned)?;
+      platform::make_received_cloexec(owned)?;
     }
     Ok(())
   }
@@ -349,22 +310,15 @@ impl Outgoing<'_> {
 #[derive(Default)]
 pub struct SendScratch {
   controls: Vec<ControlBuffer>,
-  #[cfg(any(target_os = "linux", target_os = "android"))]
-  headers: Vec<libc::mmsghdr>,
+  headers: Vec<MessageHeader>,
 }
 
-fn header_for(message: &Outgoing<'_>, control: &mut ControlBuffer) -> libc::msghdr {
-  // SAFETY: all-zero msghdr is valid; pointers set below outlive the send.
-  let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
-  header.msg_iov = message.parts.as_ptr() as *mut libc::iovec;
-  header.msg_iovlen = message.parts.len() as _;
-  header.msg_control = control.as_msg_control();
-  header.msg_controllen = control.len() as _;
-  if let Some(address) = message.address {
-    header.msg_name = address.as_ptr() as *mut libc::c_void;
-    header.msg_namelen = address.len();
-  }
-  header
+fn header_for(
+  parts: &[IoSlice<'_>],
+  control: &mut ControlBuffer,
+  address: Option<&dyn SockaddrLike>,
+) -> MessageHeader {
+  MessageHeader::for_send(parts, control.as_msg_control(), control.len(), address)
 }
 
 fn encode_rights(scratch: &mut SendScratch, messages: &[Outgoing<'_>]) -> Result<(), SysError> {
@@ -400,7 +354,6 @@ pub fn send_datagrams(
   }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
 fn send_datagrams_raw(
   socket: RawFd,
   messages: &[Outgoing<'_>],
@@ -408,67 +361,78 @@ fn send_datagrams_raw(
 ) -> SysResult<usize> {
   scratch.headers.clear();
   for (message, control) in messages.iter().zip(&mut scratch.controls) {
-    scratch.headers.push(libc::mmsghdr {
-      msg_hdr: header_for(message, control),
-      msg_len: 0,
-    });
+    scratch
+      .headers
+      .push(header_for(message.parts, control, message.address));
   }
-  sendmmsg(socket, &mut scratch.headers)
+  platform::send_many(socket, &mut scratch.headers, SEND_NOW)
 }
 
-/// One non-blocking `sendmmsg` of all `headers`, retried on EINTR: how many went.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn sendmmsg(socket: RawFd, headers: &mut [libc::mmsghdr]) -> SysResult<usize> {
-  let flags = libc::MSG_DONTWAIT | platform::SEND_FLAGS;
-  // SAFETY: the headers point at the caller's buffers and our control buffers for the call.
-  retry_interrupted("sendmmsg", || unsafe {
-    libc::sendmmsg(socket, headers.as_mut_ptr(), headers.len() as _, flags as _) as isize
-  })
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn send_datagrams_raw(
-  socket: RawFd,
-  messages: &[Outgoing<'_>],
-  scratch: &mut SendScratch,
-) -> SysResult<usize> {
-  let mut sent = 0;
-  for (message, control) in messages.iter().zip(&mut scratch.controls) {
-    let header = header_for(message, control);
-    // SAFETY: the header points at live buffers for the call.
-    let result = retry_interrupted("sendmsg", || unsafe {
-      libc::sendmsg(socket, &header, libc::MSG_DONTWAIT | platform::SEND_FLAGS)
-    });
-    match result {
-      Ok(_) => sent += 1,
-      Err(_) if sent > 0 => break,
-      Err(err) => return Err(err),
-    }
-  }
-  Ok(sent)
-}
+/// Flags of every batch send: never block, never raise SIGPIPE.
+const SEND_NOW: i32 = libc::MSG_DONTWAIT | platform::SEND_FLAGS;
 
 /// The most iovecs one `sendmsg` takes (POSIX guarantees 16; Linux and Darwin take 1024).
 const IOV_MAX: usize = 1024;
 
-/// Runs at most this long are sent all or nothing: Linux cuts a unix stream send into chunks of
-/// `SO_SNDBUF / 2 - 64` bytes (at least 2240, as SO_SNDBUF cannot go below 4608), and a chunk
-/// that cannot be queued fails whole with EAGAIN when nothing was sent yet. So several such runs
-/// can share one `sendmmsg`: it stops at the first that does not fit and leaves no gap.
-const ATOMIC_STREAM_RUN: usize = 2048;
-
-/// A run of a stream send: one message (with its descriptors) and the plain messages after it.
+/// A run of a stream send: plain messages, ended by at most one message that carries descriptors.
+///
+/// A stream read that brings descriptors stops after the kernel buffer that carried them, so the
+/// bytes of a later message must never share that buffer: the receiver would take them for part
+/// of the message the descriptors came with. Plain messages before it may share it.
 struct Run {
-  iov: std::ops::Range<usize>,
-  first: usize,
+  iov: Range<usize>,
+  /// The message whose descriptors this run carries: always its last.
+  carrier: Option<usize>,
   len: usize,
 }
 
+/// Cuts `messages` into runs, their iovecs gathered in `iovecs`.
+///
+/// Plain messages join a descriptor-carrying one only while the run stays within
+/// [`platform::ATOMIC_STREAM_SEND`]: the descriptors ride on the run's first byte, so a run cut
+/// short by a full socket would have sent them before their message started, and the caller,
+/// seeing that message unsent, would send them again.
+fn plan_runs<'a>(
+  messages: &[Outgoing<'a>],
+  iovecs: &mut Vec<IoSlice<'a>>,
+  runs: &mut Vec<Run>,
+) -> SysResult<()> {
+  let mut open: Option<Run> = None;
+  for (i, message) in messages.iter().enumerate() {
+    let len = message.len();
+    let carries_fds = !message.fds.is_empty();
+    // Callers refuse this earlier, with words; here it is only kept from the kernel.
+    check_descriptors_have_data(SocketKind::Stream, len, carries_fds)
+      .map_err(|_| SysError::new("sendmsg", Errno::EINVAL))?;
+    let joins = open.as_ref().is_some_and(|run| {
+      run.iov.len() + message.parts.len() <= IOV_MAX
+        && (!carries_fds || run.len + len <= platform::ATOMIC_STREAM_SEND)
+    });
+    if !joins {
+      runs.extend(open.take().filter(|run| run.len > 0));
+    }
+    let run = open.get_or_insert(Run {
+      iov: iovecs.len()..iovecs.len(),
+      carrier: None,
+      len: 0,
+    });
+    iovecs.extend_from_slice(message.parts);
+    run.iov.end = iovecs.len();
+    run.len += len;
+    if carries_fds {
+      run.carrier = Some(i);
+      runs.extend(open.take());
+    }
+  }
+  runs.extend(open.filter(|run| run.len > 0));
+  Ok(())
+}
+
 /// Sends messages on a stream socket without blocking, in as few system calls as the descriptors
-/// allow: each message carrying descriptors starts a new run (they ride on its first byte), the
-/// plain messages after it join that run's iovecs, and on Linux consecutive short runs go out
-/// together in one `sendmmsg`. Returns the bytes sent, which may end inside a message; zero when
-/// the socket is full.
+/// allow: a message that carries descriptors ends its `sendmsg` (a stream read that brings them
+/// stops after it, so no later byte may share it), plain messages before it may join it, and on
+/// Linux consecutive short runs go out together in one `sendmmsg`. Returns the bytes sent, which
+/// may end inside a message; zero when the socket is full.
 pub fn send_stream(
   socket: RawFd,
   messages: &[Outgoing<'_>],
@@ -477,32 +441,7 @@ pub fn send_stream(
   platform::prepare_send(socket)?;
   let mut iovecs: Vec<IoSlice<'_>> = Vec::new();
   let mut runs: Vec<Run> = Vec::new();
-  let mut next = 0;
-  while next < messages.len() {
-    let start = iovecs.len();
-    let mut len = 0;
-    let mut end = next;
-    while end < messages.len() && (end == next || messages[end].fds.is_empty()) {
-      if end > next && iovecs.len() - start + messages[end].parts.len() > IOV_MAX {
-        break;
-      }
-      iovecs.extend_from_slice(messages[end].parts);
-      len += messages[end].len();
-      end += 1;
-    }
-    if len == 0 && !messages[next].fds.is_empty() {
-      // The kernel would accept this and drop the descriptors; callers refuse it earlier.
-      return Err(SysError::new("sendmsg", Errno::EINVAL));
-    }
-    if len > 0 {
-      runs.push(Run {
-        iov: start..iovecs.len(),
-        first: next,
-        len,
-      });
-    }
-    next = end;
-  }
+  plan_runs(messages, &mut iovecs, &mut runs)?;
   if scratch.controls.len() < runs.len().min(SEND_GROUP) {
     scratch
       .controls
@@ -539,21 +478,22 @@ pub fn send_stream(
   Ok(total)
 }
 
+impl Run {
+  fn fds<'a>(&self, messages: &[Outgoing<'a>]) -> &'a [RawFd] {
+    self.carrier.map_or(&[], |i| messages[i].fds)
+  }
+}
+
 /// Runs that can share one `sendmmsg`.
 const SEND_GROUP: usize = 64;
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+/// How many of the next runs can share one `sendmmsg`: those short enough to go all or nothing.
 fn atomic_group(runs: &[Run]) -> usize {
   runs
     .iter()
     .take(SEND_GROUP)
-    .take_while(|run| run.len <= ATOMIC_STREAM_RUN)
+    .take_while(|run| run.len <= platform::ATOMIC_STREAM_SEND)
     .count()
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn atomic_group(_runs: &[Run]) -> usize {
-  0
 }
 
 /// One run in one `sendmsg`. Returns the bytes sent and 1 if the run went whole, else 0.
@@ -564,18 +504,9 @@ fn send_run(
   run: &Run,
   control: &mut ControlBuffer,
 ) -> SysResult<(usize, usize)> {
-  cmsg::encode_rights_into(control, messages[run.first].fds)
+  cmsg::encode_rights_into(control, run.fds(messages))
     .map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
-  let outgoing = Outgoing {
-    parts: &iovecs[run.iov.clone()],
-    fds: messages[run.first].fds,
-    address: None,
-  };
-  let header = header_for(&outgoing, control);
-  // SAFETY: the header points at live buffers for the call.
-  let result = retry_interrupted("sendmsg", || unsafe {
-    libc::sendmsg(socket, &header, libc::MSG_DONTWAIT | platform::SEND_FLAGS)
-  });
+  let result = header_for(&iovecs[run.iov.clone()], control, None).send(socket, SEND_NOW);
   match result {
     Ok(n) => Ok((n, usize::from(n == run.len))),
     Err(err) if err.errno == Errno::EAGAIN => Ok((0, 0)),
@@ -583,9 +514,9 @@ fn send_run(
   }
 }
 
-/// Short runs in one `sendmmsg`; each is all or nothing (see [`ATOMIC_STREAM_RUN`]). Returns the
-/// bytes sent and how many runs went whole. An error after some went is left for the next call.
-#[cfg(any(target_os = "linux", target_os = "android"))]
+/// Short runs in one `sendmmsg`; each is all or nothing (see [`platform::ATOMIC_STREAM_SEND`]).
+/// Returns the bytes sent and how many runs went whole. An error after some went is left for the
+/// next call.
 fn send_runs_together(
   socket: RawFd,
   messages: &[Outgoing<'_>],
@@ -595,27 +526,21 @@ fn send_runs_together(
 ) -> SysResult<(usize, usize)> {
   scratch.headers.clear();
   for (run, control) in runs.iter().zip(&mut scratch.controls) {
-    cmsg::encode_rights_into(control, messages[run.first].fds)
+    cmsg::encode_rights_into(control, run.fds(messages))
       .map_err(|_| SysError::new("sendmsg", Errno::ENOBUFS))?;
-    let outgoing = Outgoing {
-      parts: &iovecs[run.iov.clone()],
-      fds: messages[run.first].fds,
-      address: None,
-    };
-    scratch.headers.push(libc::mmsghdr {
-      msg_hdr: header_for(&outgoing, control),
-      msg_len: 0,
-    });
+    scratch
+      .headers
+      .push(header_for(&iovecs[run.iov.clone()], control, None));
   }
-  let sent = match sendmmsg(socket, &mut scratch.headers) {
+  let sent = match platform::send_many(socket, &mut scratch.headers, SEND_NOW) {
     Ok(sent) => sent,
     Err(err) if err.errno == Errno::EAGAIN => return Ok((0, 0)),
     Err(err) => return Err(err),
   };
   let mut bytes = 0;
   for (header, run) in scratch.headers[..sent].iter().zip(runs) {
-    bytes += header.msg_len as usize;
-    if header.msg_len as usize != run.len {
+    bytes += header.len as usize;
+    if header.len as usize != run.len {
       // Cannot happen for runs this short; if it did, stop where the stream is exact.
       return Ok((bytes, 0));
     }
@@ -623,20 +548,55 @@ fn send_runs_together(
   Ok((bytes, sent))
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn send_runs_together(
-  _socket: RawFd,
-  _messages: &[Outgoing<'_>],
-  _iovecs: &[IoSlice<'_>],
-  _runs: &[Run],
-  _scratch: &mut SendScratch,
-) -> SysResult<(usize, usize)> {
-  unreachable!("atomic_group is 0 off Linux")
-}
-
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  fn runs_of(messages: &[Outgoing<'_>]) -> Vec<(usize, Option<usize>)> {
+    let (mut iovecs, mut runs) = (Vec::new(), Vec::new());
+    plan_runs(messages, &mut iovecs, &mut runs).unwrap();
+    runs.iter().map(|run| (run.len, run.carrier)).collect()
+  }
+
+  #[test]
+  fn a_message_with_descriptors_ends_its_run() {
+    let (short, long) = ([IoSlice::new(b"ab")], [IoSlice::new(&[0; 4000])]);
+    let fds = [0];
+    let plain = |parts| Outgoing {
+      parts,
+      fds: &[],
+      address: None,
+    };
+    let carrying = |parts| Outgoing {
+      parts,
+      fds: &fds,
+      address: None,
+    };
+    // Plain messages after descriptors start a new run.
+    assert_eq!(
+      runs_of(&[carrying(&short), plain(&short), plain(&short)]),
+      [(2, Some(0)), (4, None)]
+    );
+    // Plain messages before descriptors join them where the run goes all or nothing.
+    let joined = if platform::ATOMIC_STREAM_SEND >= 4 {
+      vec![(4, Some(1)), (2, None)]
+    } else {
+      vec![(2, None), (2, Some(1)), (2, None)]
+    };
+    assert_eq!(
+      runs_of(&[plain(&short), carrying(&short), plain(&short)]),
+      joined
+    );
+    // A run too long to go whole leaves the descriptors on their own message's first byte.
+    assert_eq!(
+      runs_of(&[plain(&long), carrying(&short)]),
+      [(4000, None), (2, Some(1))]
+    );
+    assert_eq!(
+      runs_of(&[plain(&short), carrying(&long)]),
+      [(2, None), (4000, Some(1))]
+    );
+  }
 
   #[test]
   fn default_control_space_holds_a_full_message() {

@@ -224,17 +224,7 @@ impl<'a> RawCmsg<'a> {
 /// SCM_RIGHTS everywhere; on Linux also SCM_PIDFD (6.5+), whose payload is a pidfd the kernel
 /// installed: both must be owned, or they leak.
 pub fn carries_fds(level: i32, kind: i32) -> bool {
-  level == libc::SOL_SOCKET && (kind == libc::SCM_RIGHTS || is_pidfd(kind))
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn is_pidfd(kind: i32) -> bool {
-  kind == crate::consts::SCM_PIDFD
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn is_pidfd(_kind: i32) -> bool {
-  false
+  level == libc::SOL_SOCKET && (kind == libc::SCM_RIGHTS || crate::platform::is_pidfd(kind))
 }
 
 /// Native-endian descriptor numbers packed in `data`.

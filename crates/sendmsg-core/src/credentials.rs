@@ -6,7 +6,8 @@
 
 use std::os::fd::AsFd;
 
-use crate::error::{SysResult, Syscall};
+use crate::error::SysResult;
+use crate::platform;
 
 /// A process's identity as the kernel reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,44 +18,15 @@ pub struct Credentials {
 }
 
 /// The credentials of the peer of a connected AF_UNIX socket.
-#[cfg(any(target_os = "linux", target_os = "android"))]
 pub fn peer_credentials(fd: impl AsFd) -> SysResult<Credentials> {
-  use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
-  let credentials = getsockopt(&fd.as_fd(), PeerCredentials).syscall("getsockopt")?;
-  Ok(Credentials {
-    pid: credentials.pid(),
-    uid: credentials.uid(),
-    gid: credentials.gid(),
-  })
-}
-
-#[cfg(any(target_os = "macos", target_os = "ios"))]
-pub fn peer_credentials(fd: impl AsFd) -> SysResult<Credentials> {
-  use nix::sys::socket::{getsockopt, sockopt::LocalPeerPid};
-  let fd = fd.as_fd();
-  let (uid, gid) = nix::unistd::getpeereid(fd).syscall("getpeereid")?;
-  let pid = getsockopt(&fd, LocalPeerPid).syscall("getsockopt")?;
-  Ok(Credentials {
-    pid,
-    uid: uid.as_raw(),
-    gid: gid.as_raw(),
-  })
+  let (pid, uid, gid) = platform::peer_credentials(fd.as_fd())?;
+  Ok(Credentials { pid, uid, gid })
 }
 
 /// Asks the kernel to attach the sender's credentials (SCM_CREDENTIALS) to every message this
 /// socket receives (`SO_PASSCRED`, Linux). Elsewhere there is no such option: `ENOPROTOOPT`.
-#[cfg(any(target_os = "linux", target_os = "android"))]
 pub fn set_pass_credentials(fd: impl AsFd, on: bool) -> SysResult<()> {
-  use nix::sys::socket::{setsockopt, sockopt::PassCred};
-  setsockopt(&fd.as_fd(), PassCred, &on).syscall("setsockopt")
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub fn set_pass_credentials(_fd: impl AsFd, _on: bool) -> SysResult<()> {
-  Err(crate::SysError::new(
-    "setsockopt",
-    nix::errno::Errno::ENOPROTOOPT,
-  ))
+  platform::set_pass_credentials(fd.as_fd(), on)
 }
 
 #[cfg(test)]

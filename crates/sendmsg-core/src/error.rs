@@ -98,6 +98,20 @@ pub(crate) fn retry_interrupted(
   }
 }
 
+/// Makes a receive, and makes it again at once if it failed with ECONNRESET.
+///
+/// A peer that exits while data we sent it is unread leaves a one-shot ECONNRESET on our socket,
+/// and the kernel reports it before the messages the peer queued before dying; the next receive
+/// returns them, then the end of the data. Reported as an error, the reset would make the caller
+/// give up on data that is there. Only one retry: the reset is consumed by being reported, so a
+/// second one is a new event and is the caller's to see.
+pub(crate) fn read_again_after_reset<T>(mut receive: impl FnMut() -> SysResult<T>) -> SysResult<T> {
+  match receive() {
+    Err(err) if err.errno == Errno::ECONNRESET => receive(),
+    other => other,
+  }
+}
+
 /// Adds the syscall name to a nix result.
 pub(crate) trait Syscall<T> {
   fn syscall(self, name: &'static str) -> SysResult<T>;

@@ -5,9 +5,14 @@
 //!   and hostile buffers.
 //! - [`message`]: one send or receive; received descriptors come back owned and close-on-exec.
 //! - [`batch`]: many messages per call (`recvmmsg`/`sendmmsg`), non-blocking, for event loops.
-//! - [`socket`]: AF_UNIX socket creation and queries.
+//! - [`socket`]: AF_UNIX socket creation and queries; [`socket::SocketKind`] is the one table of
+//!   socket types.
 //! - [`credentials`]: who the peer is (SO_PEERCRED, getpeereid).
-//! - [`fd`]: descriptor flags.
+//! - [`fd`]: descriptor flags, pipes, closing.
+//!
+//! Inside, modules use each other one way only (checked by `tests/layering.rs`): `error`, then
+//! `fcntl` (descriptor flags), `msghdr` (the one `msghdr` builder), `platform` (every difference
+//! between Linux and Darwin), `cmsg`, `fd`, `socket`, `credentials`, `message`, `batch`.
 //!
 //! Nothing here knows about JavaScript; the napi binding crate converts at its edge.
 
@@ -17,8 +22,10 @@ pub mod cmsg;
 pub mod consts;
 pub mod credentials;
 pub mod error;
+mod fcntl;
 pub mod fd;
 pub mod message;
+mod msghdr;
 mod platform;
 pub mod socket;
 

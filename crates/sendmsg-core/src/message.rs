@@ -4,14 +4,15 @@
 //! an EPIPE rather than a SIGPIPE.
 
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{SockaddrLike, SockaddrStorage};
 
 use crate::cmsg::{self, ControlBuffer, RawCmsg};
-use crate::error::{retry_interrupted, SysError, SysResult};
+use crate::error::{read_again_after_reset, SysError, SysResult};
+use crate::msghdr::MessageHeader;
 use crate::platform;
-use crate::socket;
+use crate::socket::{self, SocketKind};
 
 /// A control message received, with any descriptors it carried owned by it: dropping it closes them.
 #[derive(Debug)]
@@ -119,10 +120,26 @@ impl std::fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
+/// Refuses descriptors that would travel with no data on a socket of `kind`: on a stream they ride
+/// on the first byte, and without one Linux reports success and silently drops them. The one
+/// check of that rule, for every send path and for callers that check before queueing.
+pub fn check_descriptors_have_data(
+  kind: SocketKind,
+  data_len: usize,
+  carries_fds: bool,
+) -> Result<(), SendError> {
+  if carries_fds && data_len == 0 && kind == SocketKind::Stream {
+    return Err(SendError::FdsWithoutData);
+  }
+  Ok(())
+}
+
 /// Sends `iov` and the pre-encoded `control` in one `sendmsg`, to `address` when given.
 ///
 /// Retries on EINTR. `MSG_NOSIGNAL` is added where it exists; elsewhere the socket gets
-/// `SO_NOSIGPIPE` first, so a closed peer is always EPIPE, never a signal.
+/// `SO_NOSIGPIPE` first, so a closed peer is always EPIPE, never a signal. The socket's kind is
+/// asked of the kernel only for an empty send with descriptors; a caller that knows the kind
+/// calls [`send_with_kind`].
 pub fn send(
   socket: RawFd,
   iov: &[IoSlice<'_>],
@@ -130,30 +147,45 @@ pub fn send(
   flags: i32,
   address: Option<&dyn SockaddrLike>,
 ) -> Result<usize, SendError> {
-  if iov.iter().all(|slice| slice.is_empty()) && carries_fds(control) {
+  if is_empty(iov) && carries_fds(control) {
     // SAFETY: the caller's descriptor is open for the duration of the call.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(socket) };
-    if socket::raw_type(borrowed)? == libc::SOCK_STREAM {
-      return Err(SendError::FdsWithoutData);
+    let borrowed = unsafe { BorrowedFd::borrow_raw(socket) };
+    if let Some(kind) = socket::kind(borrowed)? {
+      check_descriptors_have_data(kind, 0, true)?;
     }
   }
-  platform::prepare_send(socket)?;
-  // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the call.
-  let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-  if let Some(address) = address {
-    msg.msg_name = address.as_ptr() as *mut libc::c_void;
-    msg.msg_namelen = address.len();
+  send_checked(socket, iov, control, flags, address)
+}
+
+/// [`send`] on a socket the caller knows to be of `kind`: no system call but the send.
+pub fn send_with_kind(
+  socket: RawFd,
+  kind: SocketKind,
+  iov: &[IoSlice<'_>],
+  control: &mut ControlBuffer,
+  flags: i32,
+  address: Option<&dyn SockaddrLike>,
+) -> Result<usize, SendError> {
+  if is_empty(iov) {
+    check_descriptors_have_data(kind, 0, carries_fds(control))?;
   }
-  // IoSlice is guaranteed ABI-compatible with iovec on Unix.
-  msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
-  msg.msg_iovlen = iov.len() as _;
-  msg.msg_controllen = control.len() as _;
-  msg.msg_control = control.as_msg_control();
-  let flags = flags | platform::SEND_FLAGS;
-  // SAFETY: msg points at live buffers for the duration of the call.
-  Ok(retry_interrupted("sendmsg", || unsafe {
-    libc::sendmsg(socket, &msg, flags)
-  })?)
+  send_checked(socket, iov, control, flags, address)
+}
+
+fn send_checked(
+  socket: RawFd,
+  iov: &[IoSlice<'_>],
+  control: &mut ControlBuffer,
+  flags: i32,
+  address: Option<&dyn SockaddrLike>,
+) -> Result<usize, SendError> {
+  platform::prepare_send(socket)?;
+  let header = MessageHeader::for_send(iov, control.as_msg_control(), control.len(), address);
+  Ok(header.send(socket, flags | platform::SEND_FLAGS)?)
+}
+
+fn is_empty(iov: &[IoSlice<'_>]) -> bool {
+  iov.iter().all(|slice| slice.is_empty())
 }
 
 fn carries_fds(control: &ControlBuffer) -> bool {
@@ -161,7 +193,9 @@ fn carries_fds(control: &ControlBuffer) -> bool {
 }
 
 /// Receives one message into `buffer`, with `control` as the control buffer (its length is what the
-/// kernel may fill). Retries on EINTR.
+/// kernel may fill). Retries on EINTR, and once on the ECONNRESET a dead peer leaves before its
+/// last messages (so those are returned, then the end of the data); a receive that does not block
+/// and finds nothing after it is EAGAIN as usual.
 pub fn recv(
   socket: RawFd,
   buffer: &mut [u8],
@@ -182,33 +216,33 @@ pub fn recv_vectored(
   want_address: bool,
 ) -> SysResult<ReceivedMessage> {
   let capacity: usize = iov.iter().map(|slice| slice.len()).sum();
-  // SAFETY: zeroed sockaddr_storage and msghdr are valid.
+  // SAFETY: a zeroed sockaddr_storage is valid.
   let mut address: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-  let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-  msg.msg_iov = iov.as_mut_ptr() as *mut libc::iovec;
-  msg.msg_iovlen = iov.len() as _;
-  msg.msg_control = control.as_msg_control();
-  let received = retry_interrupted("recvmsg", || {
-    // Set again on every attempt: the kernel writes these back.
-    if want_address {
-      msg.msg_name = (&mut address as *mut libc::sockaddr_storage).cast();
-      msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as _;
-    }
-    msg.msg_controllen = control.len() as _;
-    msg.msg_flags = 0;
-    // SAFETY: msg points at live buffers for the duration of the call.
-    unsafe { libc::recvmsg(socket, &mut msg, flags | platform::RECV_FLAGS) }
-  })?;
-  let control_len = (msg.msg_controllen as usize).min(control.len());
+  let mut header = MessageHeader::new(iov.as_mut_ptr().cast(), iov.len())
+    .with_control(control.as_msg_control(), control.len());
+  if want_address {
+    header = header.with_name(
+      (&mut address as *mut libc::sockaddr_storage).cast(),
+      std::mem::size_of::<libc::sockaddr_storage>() as _,
+    );
+  }
+  let received = read_again_after_reset(|| header.recv(socket, flags | platform::RECV_FLAGS))?;
   // SAFETY: these are the bytes the kernel just wrote for this process.
-  let control_messages = unsafe { take_control(&control.as_bytes()[..control_len]) };
-  platform::after_receive(&control_messages)?;
-  let address = if want_address && msg.msg_namelen > 0 {
-    // SAFETY: the kernel wrote `msg_namelen` bytes of a sockaddr.
+  let control_messages =
+    unsafe { take_control(&control.as_bytes()[..header.control_len(control.len())]) };
+  for message in &control_messages {
+    if let ReceivedCmsg::Fds { fds, .. } = message {
+      for owned in fds {
+        platform::make_received_cloexec(owned)?;
+      }
+    }
+  }
+  let address = if want_address && header.name_len() > 0 {
+    // SAFETY: the kernel wrote `name_len` bytes of a sockaddr.
     unsafe {
       SockaddrStorage::from_raw(
         (&address as *const libc::sockaddr_storage).cast(),
-        Some(msg.msg_namelen as _),
+        Some(header.name_len()),
       )
     }
   } else {
@@ -216,7 +250,7 @@ pub fn recv_vectored(
   };
   Ok(ReceivedMessage {
     len: received.min(capacity),
-    flags: platform::clean_flags(msg.msg_flags),
+    flags: platform::clean_flags(header.flags()),
     control: control_messages,
     address,
   })

@@ -3,10 +3,11 @@
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{
-  self, sockopt, AddressFamily, SockFlag, SockType, SockaddrLike, SockaddrStorage, UnixAddr,
+  self, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage, UnixAddr,
 };
 
-use crate::error::{SysResult, Syscall};
+use crate::error::{retry_interrupted, SysResult, Syscall};
+use crate::platform;
 
 /// The three AF_UNIX socket types the package speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,54 +17,66 @@ pub enum SocketKind {
   SeqPacket,
 }
 
+/// The one table of the kinds: the `SO_TYPE` number, nix's type, and the name the JavaScript
+/// layer uses for it.
+const KINDS: [(SocketKind, i32, SockType, &str); 3] = [
+  (
+    SocketKind::Stream,
+    libc::SOCK_STREAM,
+    SockType::Stream,
+    "stream",
+  ),
+  (
+    SocketKind::Datagram,
+    libc::SOCK_DGRAM,
+    SockType::Datagram,
+    "datagram",
+  ),
+  (
+    SocketKind::SeqPacket,
+    libc::SOCK_SEQPACKET,
+    SockType::SeqPacket,
+    "seqpacket",
+  ),
+];
+
 impl SocketKind {
-  pub fn sock_type(self) -> SockType {
-    match self {
-      Self::Stream => SockType::Stream,
-      Self::Datagram => SockType::Datagram,
-      Self::SeqPacket => SockType::SeqPacket,
-    }
+  pub const ALL: [SocketKind; 3] = [Self::Stream, Self::Datagram, Self::SeqPacket];
+
+  fn row(self) -> &'static (SocketKind, i32, SockType, &'static str) {
+    KINDS
+      .iter()
+      .find(|row| row.0 == self)
+      .expect("every kind has a row")
   }
 
   /// From an `SO_TYPE` value; `None` for types the package does not handle.
   pub fn from_raw(raw: i32) -> Option<Self> {
-    match raw {
-      libc::SOCK_STREAM => Some(Self::Stream),
-      libc::SOCK_DGRAM => Some(Self::Datagram),
-      libc::SOCK_SEQPACKET => Some(Self::SeqPacket),
-      _ => None,
-    }
+    KINDS.iter().find(|row| row.1 == raw).map(|row| row.0)
   }
-}
 
-/// Flags for a new descriptor: close-on-exec always, and non-blocking when asked. Linux sets them
-/// atomically at creation; elsewhere they are set right after (see [`finish_flags`]).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn creation_flags(nonblocking: bool) -> SockFlag {
-  let mut flags = SockFlag::SOCK_CLOEXEC;
-  if nonblocking {
-    flags |= SockFlag::SOCK_NONBLOCK;
+  /// The `SO_TYPE` value (`SOCK_STREAM`, ...).
+  pub fn raw(self) -> i32 {
+    self.row().1
   }
-  flags
-}
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn creation_flags(_nonblocking: bool) -> SockFlag {
-  SockFlag::empty()
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn finish_flags(_fd: &OwnedFd, _nonblocking: bool) -> SysResult<()> {
-  Ok(())
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn finish_flags(fd: &OwnedFd, nonblocking: bool) -> SysResult<()> {
-  crate::fd::set_cloexec(fd)?;
-  if nonblocking {
-    crate::fd::set_nonblocking(fd, true)?;
+  pub fn sock_type(self) -> SockType {
+    self.row().2
   }
-  Ok(())
+
+  /// `"stream"`, `"datagram"` or `"seqpacket"`.
+  pub fn name(self) -> &'static str {
+    self.row().3
+  }
+
+  pub fn from_name(name: &str) -> Option<Self> {
+    KINDS.iter().find(|row| row.3 == name).map(|row| row.0)
+  }
+
+  /// Whether sockets of this kind listen, accept and have one peer that can shut down.
+  pub fn is_connection_oriented(self) -> bool {
+    self != Self::Datagram
+  }
 }
 
 /// A connected pair of AF_UNIX sockets, both close-on-exec.
@@ -72,11 +85,11 @@ pub fn socketpair(kind: SocketKind, nonblocking: bool) -> SysResult<(OwnedFd, Ow
     AddressFamily::Unix,
     kind.sock_type(),
     None,
-    creation_flags(nonblocking),
+    platform::new_socket_flags(nonblocking),
   )
   .syscall("socketpair")?;
-  finish_flags(&a, nonblocking)?;
-  finish_flags(&b, nonblocking)?;
+  platform::finish_new_socket(&a, nonblocking)?;
+  platform::finish_new_socket(&b, nonblocking)?;
   Ok((a, b))
 }
 
@@ -85,11 +98,11 @@ pub fn unix_socket(kind: SocketKind, nonblocking: bool) -> SysResult<OwnedFd> {
   let fd = socket::socket(
     AddressFamily::Unix,
     kind.sock_type(),
-    creation_flags(nonblocking),
+    platform::new_socket_flags(nonblocking),
     None,
   )
   .syscall("socket")?;
-  finish_flags(&fd, nonblocking)?;
+  platform::finish_new_socket(&fd, nonblocking)?;
   Ok(fd)
 }
 
@@ -107,28 +120,20 @@ pub fn raw_type(fd: impl AsFd) -> SysResult<i32> {
     .syscall("getsockopt")
 }
 
+/// The kind of a socket, from `SO_TYPE`; `None` for a type the package does not handle.
+pub fn kind(fd: impl AsFd) -> SysResult<Option<SocketKind>> {
+  raw_type(fd).map(SocketKind::from_raw)
+}
+
 /// An AF_UNIX address: a filesystem path, or on Linux an abstract name written with a leading
 /// NUL byte (Node's convention). Elsewhere a leading NUL is `EAFNOSUPPORT`, there being no
 /// abstract namespace.
 pub fn unix_address(path: &[u8]) -> SysResult<UnixAddr> {
   match path.split_first() {
-    Some((0, name)) => abstract_address(name),
+    Some((0, name)) => platform::abstract_address(name),
     Some(_) => UnixAddr::new(path).syscall("bind"),
     None => Err(crate::SysError::new("bind", nix::errno::Errno::EINVAL)),
   }
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn abstract_address(name: &[u8]) -> SysResult<UnixAddr> {
-  UnixAddr::new_abstract(name).syscall("bind")
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn abstract_address(_name: &[u8]) -> SysResult<UnixAddr> {
-  Err(crate::SysError::new(
-    "bind",
-    nix::errno::Errno::EAFNOSUPPORT,
-  ))
 }
 
 /// The bytes of an AF_UNIX address as [`unix_address`] reads them; `None` for an unnamed socket.
@@ -138,22 +143,12 @@ pub fn address_bytes(address: &SockaddrStorage) -> Option<Vec<u8>> {
     use std::os::unix::ffi::OsStrExt;
     return Some(path.as_os_str().as_bytes().to_vec());
   }
-  abstract_bytes(unix)
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn abstract_bytes(unix: &UnixAddr) -> Option<Vec<u8>> {
-  unix.as_abstract().map(|name| {
+  platform::abstract_name(unix).map(|name| {
     let mut bytes = Vec::with_capacity(name.len() + 1);
     bytes.push(0);
     bytes.extend_from_slice(name);
     bytes
   })
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn abstract_bytes(_unix: &UnixAddr) -> Option<Vec<u8>> {
-  None
 }
 
 pub fn bind(fd: RawFd, address: &UnixAddr) -> SysResult<()> {
@@ -175,7 +170,7 @@ pub fn connect(fd: RawFd, address: &UnixAddr) -> SysResult<()> {
 /// there is none.
 pub fn accept(fd: RawFd) -> SysResult<Option<OwnedFd>> {
   loop {
-    match accept_raw(fd) {
+    match platform::accept(fd) {
       Ok(accepted) => return Ok(Some(accepted)),
       Err(errno) => match errno {
         nix::errno::Errno::EINTR => continue,
@@ -188,24 +183,6 @@ pub fn accept(fd: RawFd) -> SysResult<Option<OwnedFd>> {
   }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn accept_raw(fd: RawFd) -> nix::Result<OwnedFd> {
-  use std::os::fd::FromRawFd;
-  let accepted = socket::accept4(fd, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK)?;
-  // SAFETY: accept4 returned a new descriptor that we own.
-  Ok(unsafe { OwnedFd::from_raw_fd(accepted) })
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn accept_raw(fd: RawFd) -> nix::Result<OwnedFd> {
-  use std::os::fd::FromRawFd;
-  let accepted = socket::accept(fd)?;
-  // SAFETY: accept returned a new descriptor that we own.
-  let accepted = unsafe { OwnedFd::from_raw_fd(accepted) };
-  finish_flags(&accepted, true).map_err(|err| err.errno)?;
-  Ok(accepted)
-}
-
 /// Ends the sending direction (`shutdown(SHUT_WR)`): the peer reads end-of-file after our data.
 pub fn shutdown_write(fd: RawFd) -> SysResult<()> {
   match socket::shutdown(fd, socket::Shutdown::Write) {
@@ -213,6 +190,21 @@ pub fn shutdown_write(fd: RawFd) -> SysResult<()> {
     Ok(()) | Err(nix::errno::Errno::ENOTCONN) => Ok(()),
     Err(errno) => Err(crate::SysError::new("shutdown", errno)),
   }
+}
+
+/// Whether the peer has shut down its sending side: a zero-timeout `poll` for `POLLRDHUP` and
+/// `POLLHUP` on Linux, `POLLHUP` elsewhere. What tells a seqpacket end (zero bytes, no control
+/// data) from a legal empty message. A failed poll answers `false`.
+pub fn peer_has_shut_down(fd: RawFd) -> bool {
+  let events = platform::PEER_SHUT_DOWN_EVENTS;
+  let mut pollfd = libc::pollfd {
+    fd,
+    events,
+    revents: 0,
+  };
+  // SAFETY: one pollfd, no waiting.
+  let ready = retry_interrupted("poll", || unsafe { libc::poll(&mut pollfd, 1, 0) } as isize);
+  matches!(ready, Ok(n) if n > 0) && pollfd.revents & events != 0
 }
 
 /// The pending error of a socket (`SO_ERROR`), cleared by reading it.

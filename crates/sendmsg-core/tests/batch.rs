@@ -123,10 +123,45 @@ fn a_full_datagram_socket_sends_nothing_rather_than_failing() {
   );
 }
 
-#[test]
-fn a_stream_run_puts_each_messages_descriptors_on_its_own_first_byte() {
-  let _guard = lock();
+/// Sends `messages` on a fresh stream pair and reads them back in batches: each read's bytes and
+/// how many descriptors came with it (the descriptors are closed).
+fn stream_reads(messages: &[Outgoing<'_>]) -> Vec<(Vec<u8>, usize)> {
   let (a, b) = socketpair(SocketKind::Stream, true).unwrap();
+  let total: usize = messages
+    .iter()
+    .map(|m| m.parts.iter().map(|p| p.len()).sum::<usize>())
+    .sum();
+  let sent = batch::send_stream(a.as_raw_fd(), messages, &mut SendScratch::default()).unwrap();
+  assert_eq!(sent, total);
+  drop(a);
+  let mut received = RecvBatch::default();
+  received
+    .ensure(8, 1 << 16, default_control_space(), false)
+    .unwrap();
+  let mut reads = Vec::new();
+  loop {
+    let n = received.recv(b.as_raw_fd(), 8).unwrap();
+    for i in 0..n {
+      let message = received.message(i);
+      if message.data.is_empty() {
+        return reads;
+      }
+      reads.push((message.data.to_vec(), message.fd_count));
+    }
+  }
+}
+
+fn outgoing<'a>(parts: &'a [IoSlice<'a>], fds: &'a [RawFd]) -> Outgoing<'a> {
+  Outgoing {
+    parts,
+    fds,
+    address: None,
+  }
+}
+
+#[test]
+fn a_stream_read_that_brings_descriptors_ends_with_the_message_that_carried_them() {
+  let _guard = lock();
   let first = pipe_with(b"1");
   let second = pipe_with(b"2");
   let (p0, p1, p2) = (
@@ -135,40 +170,90 @@ fn a_stream_run_puts_each_messages_descriptors_on_its_own_first_byte() {
     [IoSlice::new(b"cc")],
   );
   let (f0, f2) = ([first.as_raw_fd()], [second.as_raw_fd()]);
-  let messages = [
-    Outgoing {
-      parts: &p0,
-      fds: &f0,
-      address: None,
-    },
-    Outgoing {
-      parts: &p1,
-      fds: &[],
-      address: None,
-    },
-    Outgoing {
-      parts: &p2,
-      fds: &f2,
-      address: None,
-    },
-  ];
+  let messages = [outgoing(&p0, &f0), outgoing(&p1, &[]), outgoing(&p2, &f2)];
+  let (a, b) = socketpair(SocketKind::Stream, true).unwrap();
   let sent = batch::send_stream(a.as_raw_fd(), &messages, &mut SendScratch::default()).unwrap();
   assert_eq!(sent, 6);
 
-  // A stream receive stops at a message that carries descriptors: "aabb" with the first pipe,
-  // then "cc" with the second.
+  // The kernel ends a stream read after a message that carries descriptors, and plain data
+  // before one may share its read: "aa" with the first pipe, then "bbcc" with the second.
   let mut received = RecvBatch::default();
   received
     .ensure(4, 64, default_control_space(), false)
     .unwrap();
   let count = received.recv(b.as_raw_fd(), 4).unwrap();
   assert_eq!(count, 2);
-  assert_eq!(received.message(0).data, b"aabb");
-  assert_eq!(received.message(1).data, b"cc");
+  assert_eq!(received.message(0).data, b"aa");
+  assert_eq!(received.message(1).data, b"bbcc");
   let fd0 = received.take_fds(0).next().unwrap();
   let fd1 = received.take_fds(1).next().unwrap();
   assert_eq!(read_marker(fd0, 1), b"1");
   assert_eq!(read_marker(fd1, 1), b"2");
+}
+
+#[test]
+fn bytes_of_a_later_message_never_share_a_send_with_descriptors() {
+  let _guard = lock();
+  let pipe = pipe_with(b"x");
+  let fds = [pipe.as_raw_fd()];
+  let (x, junk) = ([IoSlice::new(b"X")], [IoSlice::new(b"junk")]);
+  // Two short runs: the path that sends runs together in one sendmmsg.
+  assert_eq!(
+    stream_reads(&[outgoing(&x, &fds), outgoing(&junk, &[])]),
+    vec![(b"X".to_vec(), 1), (b"junk".to_vec(), 0)]
+  );
+  // A long plain message after: the path that sends one run per sendmsg.
+  let long = vec![b'j'; 10_000];
+  let long_parts = [IoSlice::new(&long)];
+  let reads = stream_reads(&[outgoing(&x, &fds), outgoing(&long_parts, &[])]);
+  assert_eq!(reads[0], (b"X".to_vec(), 1));
+  assert_eq!(reads[1..].iter().map(|(_, n)| n).sum::<usize>(), 0);
+  assert_eq!(
+    reads[1..].iter().map(|(data, _)| data.len()).sum::<usize>(),
+    long.len()
+  );
+}
+
+#[test]
+fn plain_messages_before_descriptors_may_join_their_read_but_nothing_after_does() {
+  let _guard = lock();
+  let pipe = pipe_with(b"x");
+  let fds = [pipe.as_raw_fd()];
+  let (fd_part, plain_part) = ([IoSlice::new(b"F")], [IoSlice::new(b"p")]);
+  let mut messages = Vec::new();
+  for _ in 0..40 {
+    messages.push(outgoing(&plain_part, &[]));
+    messages.push(outgoing(&fd_part, &fds));
+    messages.push(outgoing(&plain_part, &[]));
+  }
+  let reads = stream_reads(&messages);
+  let mut descriptors = 0;
+  for (data, fd_count) in &reads {
+    if *fd_count > 0 {
+      assert_eq!(
+        *fd_count, 1,
+        "one message's descriptors per read: {reads:?}"
+      );
+      assert_eq!(
+        data.last(),
+        Some(&b'F'),
+        "bytes after descriptors: {reads:?}"
+      );
+    }
+    descriptors += fd_count;
+  }
+  assert_eq!(descriptors, 40);
+  assert_eq!(reads.concat_bytes(), b"pFp".repeat(40));
+}
+
+trait ConcatBytes {
+  fn concat_bytes(&self) -> Vec<u8>;
+}
+
+impl ConcatBytes for Vec<(Vec<u8>, usize)> {
+  fn concat_bytes(&self) -> Vec<u8> {
+    self.iter().flat_map(|(data, _)| data.clone()).collect()
+  }
 }
 
 #[test]

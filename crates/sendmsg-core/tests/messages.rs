@@ -309,6 +309,56 @@ fn empty_datagrams_carry_descriptors_but_empty_stream_sends_are_refused() {
 }
 
 #[test]
+fn one_rule_says_when_descriptors_need_data_and_a_known_kind_costs_no_lookup() {
+  let _guard = lock();
+  for kind in SocketKind::ALL {
+    let refused = kind == SocketKind::Stream;
+    assert_eq!(
+      message::check_descriptors_have_data(kind, 0, true).is_err(),
+      refused,
+      "{kind:?}"
+    );
+    assert!(message::check_descriptors_have_data(kind, 1, true).is_ok());
+    assert!(message::check_descriptors_have_data(kind, 0, false).is_ok());
+  }
+  let (read_end, _write_end) = pipe();
+  for kind in [SocketKind::Stream, SocketKind::SeqPacket] {
+    let (a, b) = socketpair(kind, false).unwrap();
+    let result = message::send_with_kind(
+      a.as_raw_fd(),
+      kind,
+      &[IoSlice::new(b"")],
+      &mut rights(&[read_end.as_raw_fd()]),
+      0,
+      None,
+    );
+    if kind == SocketKind::Stream {
+      assert_eq!(result, Err(SendError::FdsWithoutData));
+    } else {
+      assert_eq!(result, Ok(0));
+      assert_eq!(fds_of(recv(&b, 16, 64, 0)).len(), 1);
+    }
+  }
+}
+
+#[test]
+fn the_socket_kind_table_agrees_with_the_kernel() {
+  let _guard = lock();
+  let names: Vec<&str> = SocketKind::ALL.iter().map(|kind| kind.name()).collect();
+  assert_eq!(names, ["stream", "datagram", "seqpacket"]);
+  for kind in SocketKind::ALL {
+    assert_eq!(SocketKind::from_raw(kind.raw()), Some(kind));
+    assert_eq!(SocketKind::from_name(kind.name()), Some(kind));
+    assert_eq!(kind.sock_type() as i32, kind.raw());
+    let (a, _b) = socketpair(kind, false).unwrap();
+    assert_eq!(sendmsg_core::socket::kind(&a).unwrap(), Some(kind));
+    assert_eq!(kind.is_connection_oriented(), kind != SocketKind::Datagram);
+  }
+  assert_eq!(SocketKind::from_raw(libc::SOCK_RAW), None);
+  assert_eq!(SocketKind::from_name("raw"), None);
+}
+
+#[test]
 fn arbitrary_triples_reach_the_kernel() {
   let _guard = lock();
   let (a, _b) = socketpair(SocketKind::Stream, false).unwrap();
@@ -369,4 +419,35 @@ fn nonblocking_sockets_say_eagain() {
   )
   .unwrap_err();
   assert_eq!(err.errno, Errno::EAGAIN);
+}
+
+#[test]
+fn closing_a_raw_descriptor_releases_it_and_reports_ebadf() {
+  let _guard = lock();
+  let before = open_fds();
+  let (read_end, write_end) = pipe();
+  let number = std::os::fd::IntoRawFd::into_raw_fd(read_end);
+  fd::close(number).unwrap();
+  drop(write_end);
+  assert_eq!(open_fds(), before);
+  let err = fd::close(-1).unwrap_err();
+  assert_eq!(err, SysError::new("close", Errno::EBADF));
+}
+
+#[test]
+fn a_peer_that_shut_down_or_closed_shows_at_once() {
+  let _guard = lock();
+  for kind in [SocketKind::Stream, SocketKind::SeqPacket] {
+    let (a, b) = socketpair(kind, true).unwrap();
+    assert!(!sendmsg_core::socket::peer_has_shut_down(a.as_raw_fd()));
+    send(&b, b"last words", &mut ControlBuffer::default()).unwrap();
+    #[cfg(target_os = "linux")]
+    {
+      // POLLRDHUP: the sending side is shut, even with its data still unread here.
+      sendmsg_core::socket::shutdown_write(b.as_raw_fd()).unwrap();
+      assert!(sendmsg_core::socket::peer_has_shut_down(a.as_raw_fd()));
+    }
+    drop(b);
+    assert!(sendmsg_core::socket::peer_has_shut_down(a.as_raw_fd()));
+  }
 }
