@@ -157,6 +157,8 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
   #backlog: Message[] = []
   #backlogScheduled = false
   #waiter: Waiter | undefined
+  /** The message the iterator gave out last: its delivery ends when the loop asks for the next. */
+  #iterated: Message | undefined
   #warnedLostFds = false
 
   /** Use {@link UnixSocket.pair}, {@link UnixSocket.connect}, {@link UnixSocket.datagram} or {@link UnixSocket.from}. */
@@ -526,10 +528,10 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     if (this.#consumer === 'iterator') throw stateError('ERR_SENDMSG_ALREADY_ITERATING', 'This socket already has an active iterator')
     this.#consumer = 'iterator'
     this.#updateReading()
-    let previous: Message | undefined
     const settlePrevious = () => {
+      const previous = this.#iterated
+      this.#iterated = undefined
       if (previous !== undefined) settle(previous)
-      previous = undefined
     }
     const stop = (): IteratorResult<Message> => {
       settlePrevious()
@@ -546,7 +548,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
         if (this.#consumer !== 'iterator') return { value: undefined, done: true }
         const result = await this.#pull()
         if (result.done) stop()
-        else previous = result.value
+        else this.#iterated = result.value
         return result
       },
       return: async () => stop(),
@@ -590,6 +592,8 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     this.#connecting = undefined
     this.#endResolve?.()
     for (const message of this.#backlog.splice(0)) settle(message)
+    if (this.#iterated !== undefined) settle(this.#iterated)
+    this.#iterated = undefined
     const waiter = this.#waiter
     this.#waiter = undefined
     waiter?.resolve({ value: undefined, done: true })

@@ -85,8 +85,8 @@ pub struct SocketDescription {
 pub fn describe_socket(env: Env, fd: i32) -> Result<SocketDescription> {
   let family = socket::family(fd).map_err(|err| errors::throw_sys(&env, err))?;
   let sock_type = socket::raw_type(borrow(fd)).map_err(|err| errors::throw_sys(&env, err))?;
-  let listening = match sock_type {
-    libc::SOCK_STREAM | libc::SOCK_SEQPACKET => {
+  let listening = match SocketKind::from_raw(sock_type) {
+    Some(kind) if kind.is_connection_oriented() => {
       socket::is_listening(borrow(fd)).map_err(|err| errors::throw_sys(&env, err))?
     }
     _ => false,
@@ -118,14 +118,7 @@ pub fn peer_address(env: Env, fd: i32) -> Result<Option<Buffer>> {
 /// Closes a descriptor. EBADF is thrown; EINTR is not (the descriptor is gone either way).
 #[napi]
 pub fn close_fd(env: Env, fd: i32) -> Result<()> {
-  // SAFETY: the caller gives up fd.
-  if unsafe { libc::close(fd) } == -1 {
-    let err = SysError::last("close");
-    if err.errno != Errno::EINTR {
-      return Err(errors::throw_sys(&env, err));
-    }
-  }
-  Ok(())
+  sendmsg_core::fd::close(fd).map_err(|err| errors::throw_sys(&env, err))
 }
 
 /// The kernel's word on who the peer of a connected AF_UNIX socket is.

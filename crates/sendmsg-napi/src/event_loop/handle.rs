@@ -82,7 +82,7 @@ pub fn handle_value<'a, T: Handled>(env: &Env, value: sys::napi_value) -> Result
   // SAFETY: every External reaching this binding's handle parameters was made by `new_handle`
   // (the TypeScript layer holds them privately), so the tag is readable; it is compared before
   // the value is touched.
-  if unsafe { (*tagged).kind } != T::KIND as *const HandleKind {
+  if !std::ptr::eq(unsafe { (*tagged).kind }, T::KIND) {
     return Err(wrong_handle::<T>(env));
   }
   // SAFETY: the tag says this is a Tagged<T>, alive while the External is.

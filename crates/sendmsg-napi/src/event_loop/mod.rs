@@ -130,14 +130,22 @@ fn take_source(env: &Env, source: &Unknown<'_>, index: u32) -> Result<(OwnedFd, 
     // SAFETY: a number value of this env.
     let fd: i32 = unsafe { i32::from_napi_value(env.raw(), source.raw())? };
     if fd < 0 {
-      return Err(errors::throw_range_error(env, "ERR_OUT_OF_RANGE", "a descriptor is a non-negative integer"));
+      return Err(errors::throw_range_error(
+        env,
+        "ERR_OUT_OF_RANGE",
+        "a descriptor is a non-negative integer",
+      ));
     }
     // SAFETY: the caller gives fd up if the adoption succeeds, and gets it back otherwise.
     return Ok((unsafe { OwnedFd::from_raw_fd(fd) }, Source::Number));
   }
   let fds = received_fds::fds_behind(env, source.raw())?;
   let fd = fds.take(index as usize).ok_or_else(|| {
-    errors::throw_state_error(env, "ERR_SENDMSG_FD_RELEASED", "This descriptor was taken or closed")
+    errors::throw_state_error(
+      env,
+      "ERR_SENDMSG_FD_RELEASED",
+      "This descriptor was taken or closed",
+    )
   })?;
   Ok((fd, Source::Slot(fds, index as usize)))
 }
@@ -184,7 +192,11 @@ fn open<'env>(
     Ok(js) => js,
     Err(err) => return Err((err, Some(fd))),
   };
-  let role = if options.listening { Role::Listener } else { Role::Connection };
+  let role = if options.listening {
+    Role::Listener
+  } else {
+    Role::Connection
+  };
   let kind = options.socket_type.into();
   let socket = EventSocket::open(env, fd, kind, role, options.max_message_size as usize, js)
     .map_err(|(err, fd)| (errors::throw_sys(env, err), Some(fd)))?;

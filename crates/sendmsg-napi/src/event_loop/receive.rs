@@ -9,7 +9,6 @@
 //! JavaScript kept the message for later (buffered it), in which case it settles them itself.
 
 use std::cell::RefCell;
-use std::os::fd::RawFd;
 use std::rc::Rc;
 
 use napi::sys;
@@ -81,7 +80,7 @@ fn is_end(socket: &EventSocket, message: &BatchMessage<'_>) -> bool {
   }
   match socket.kind {
     SocketKind::Stream => true,
-    SocketKind::SeqPacket => peer_has_shut_down(socket.fd),
+    SocketKind::SeqPacket => socket::peer_has_shut_down(socket.fd),
     SocketKind::Datagram => false,
   }
 }
@@ -198,22 +197,6 @@ pub fn accept_all(socket: &Rc<EventSocket>) {
       }
     }
   }
-}
-
-/// Whether the peer has shut down its sending side (Linux `POLLRDHUP`; elsewhere `POLLHUP`).
-fn peer_has_shut_down(fd: RawFd) -> bool {
-  #[cfg(any(target_os = "linux", target_os = "android"))]
-  let events = libc::POLLRDHUP | libc::POLLHUP;
-  #[cfg(not(any(target_os = "linux", target_os = "android")))]
-  let events = libc::POLLHUP;
-  let mut pollfd = libc::pollfd {
-    fd,
-    events,
-    revents: 0,
-  };
-  // SAFETY: one pollfd, no waiting.
-  let ready = unsafe { libc::poll(&mut pollfd, 1, 0) };
-  ready > 0 && pollfd.revents & events != 0
 }
 
 fn ancillary_value(env: sys::napi_env, items: &[ReceivedCmsg]) -> sys::napi_value {

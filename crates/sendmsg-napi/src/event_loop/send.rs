@@ -125,8 +125,9 @@ fn send_one(
   control: &mut ControlBuffer,
   destination: Option<&UnixAddr>,
 ) -> std::result::Result<usize, SendError> {
-  message::send(
+  message::send_with_kind(
     socket.fd,
+    socket.kind,
     &[IoSlice::new(data)],
     control,
     libc::MSG_DONTWAIT,
