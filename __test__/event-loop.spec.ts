@@ -10,9 +10,9 @@ import { createRequire } from 'node:module'
 import net from 'node:net'
 import { Worker } from 'node:worker_threads'
 
-import { pipe, recvmsg, sendmsg, socketpair, UnixSocket, type Message } from 'sendmsg'
+import { dup, pipe, recvmsg, sendmsg, socketpair, toNetServer, UnixSocket, type Message } from 'sendmsg'
 
-import { openFds, turn } from './helpers.ts'
+import { nextMessage, openFds, turn } from './helpers.ts'
 import { fixture } from './processes.ts'
 
 /** Collects messages until `done` says so. */
@@ -221,6 +221,30 @@ test.serial("from() on a descriptor the loop already watches reports EEXIST itse
   t.is(chunk.toString(), 'still yours')
   node.destroy()
   closeSync(y!)
+  await turn()
+  t.is(openFds(), before)
+})
+
+test.serial('a bridge that fails leaves the received descriptor with its ReceivedFd, which closes it', async (t) => {
+  const before = openFds()
+  const listening = net.createServer().listen(0, '127.0.0.1')
+  await once(listening, 'listening')
+  const other = net.createServer().listen(0, '127.0.0.1')
+  await once(other, 'listening')
+  const [a, b] = UnixSocket.pair('seqpacket')
+  const copy = dup(other)
+  const arrived = nextMessage(b)
+  await a.send('listener', { fds: [copy] })
+  closeSync(copy)
+  const message = await arrived
+  const [received] = message.fds
+  t.throws(() => toNetServer(received!, listening), { code: 'ERR_SERVER_ALREADY_LISTEN' })
+  t.false(received!.released, 'still owned by the ReceivedFd')
+  received!.close()
+  a.close()
+  b.close()
+  listening.close()
+  other.close()
   await turn()
   t.is(openFds(), before)
 })

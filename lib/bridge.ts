@@ -7,7 +7,7 @@ import net from 'node:net'
 import { native } from './binding'
 import { constants } from './constants'
 import { invalidArgValue } from './errors'
-import { descriptorNumber, takeDescriptor, type ReceivedFd } from './received-fd'
+import { descriptorNumber, type ReceivedFd } from './received-fd'
 
 export { fdOf } from './fd'
 
@@ -59,8 +59,7 @@ export function toNetServer<S extends net.Server = net.Server>(fd: Descriptor, s
     throw invalidArgValue('fd', checked.fd, `is ${checked.what}, not a listening TCP or AF_UNIX stream socket`)
   }
   const target = server ?? (new net.Server() as S)
-  target.listen({ fd: takeDescriptor(fd) })
-  return target
+  return handOver(fd, (number) => target.listen({ fd: number }))
 }
 
 /**
@@ -75,7 +74,7 @@ export function toNetSocket(fd: Descriptor, options: Omit<net.SocketConstructorO
   if (!(description.family in FAMILY_NAMES) || description.type !== constants.SOCK_STREAM || description.listening || !description.connected) {
     throw invalidArgValue('fd', checked.fd, `is ${checked.what}, not a connected TCP or AF_UNIX stream socket`)
   }
-  return new net.Socket({ readable: true, writable: true, ...options, fd: takeDescriptor(fd) })
+  return handOver(fd, (number) => new net.Socket({ readable: true, writable: true, ...options, fd: number }))
 }
 
 /**
@@ -93,8 +92,23 @@ export function toDgramSocket(fd: Descriptor): dgram.Socket {
     throw invalidArgValue('fd', checked.fd, `is ${checked.what}, not a UDP socket`)
   }
   const socket = dgram.createSocket(type)
-  socket.bind({ fd: takeDescriptor(fd) })
-  return socket
+  try {
+    return handOver(fd, (number) => socket.bind({ fd: number }))
+  } catch (error) {
+    socket.close()
+    throw error
+  }
+}
+
+/**
+ * Gives the descriptor to a Node object made by `adopt`, and only once that worked lets go of
+ * it: a ReceivedFd is released then, and keeps (and eventually closes) it if `adopt` throws, so a
+ * failed bridge never leaves the descriptor owned by nobody.
+ */
+function handOver<T>(fd: Descriptor, adopt: (fd: number) => T): T {
+  const adopted = adopt(descriptorNumber(fd))
+  if (typeof fd !== 'number') fd.take()
+  return adopted
 }
 
 /**
