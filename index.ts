@@ -6,6 +6,7 @@
 //   lib/                  the TypeScript layer: argument checks, Node-style errors, helpers
 //   index.ts              this file: what the package exports
 export { sendmsg, recvmsg, getSocketFamily, socketpair, pipe, dup, CMSG_LEN, CMSG_SPACE } from './lib/sync'
+export { closeFd } from './lib/close'
 export type { ReceivedMessage, SocketType } from './lib/sync'
 export { scmRights, fdsFromAncillary, unpackFds } from './lib/ancillary'
 export type { AncillaryItem, ReceivedAncillaryItem } from './lib/ancillary'
