@@ -27,7 +27,7 @@ export type { Descriptor } from './lib/bridge'
 export { listenFds, notify, notifyReady, storeFds, SD_LISTEN_FDS_START } from './lib/systemd'
 export type { ListenFd, ListenFdsOptions, NotifyOptions, NotifyState } from './lib/systemd'
 export { FrameChannel } from './lib/frames'
-export type { Frame, FrameChannelOptions } from './lib/frames'
+export type { Frame, FrameChannelOptions, NextFrameOptions } from './lib/frames'
 export {
   sendListeners,
   receiveListeners,
