@@ -47,6 +47,7 @@ export type {
   SpawnWorkerOptions,
   SpawnedWorker,
   WorkerHandoff,
+  WorkerListenersOptions,
   OfferOptions,
   TakeOptions,
   HandoffError,
