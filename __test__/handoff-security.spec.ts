@@ -4,7 +4,8 @@
 // descriptor is left open. Serial: the tests count open descriptors.
 import test from 'ava'
 import { once } from 'node:events'
-import fs, { chownSync, closeSync, lchownSync, lstatSync, mkdirSync, readdirSync, statSync, symlinkSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import fs, { chmodSync, chownSync, closeSync, lchownSync, lstatSync, mkdirSync, readdirSync, statSync, symlinkSync } from 'node:fs'
 import { syncBuiltinESMExports } from 'node:module'
 import net from 'node:net'
 import { join } from 'node:path'
@@ -92,7 +93,7 @@ test.serial('an offer refuses a socket directory that is a symbolic link, even o
     lchownSync(link, NOBODY, NOBODY)
   }
   const error = t.throws(() => offerListeners(join(link, 'h.sock'), { http: tcp }), { code: 'ERR_SENDMSG_UNSAFE_DIRECTORY', message: /symbolic link/ })
-  if (isRoot) t.regex(error!.message, new RegExp(`owner ${NOBODY}`))
+  if (isRoot) t.regex(error!.message, new RegExp(`${NOBODY}`))
   t.deepEqual(readdirSync(target), [], 'nothing was bound through the link')
 
   // A link of our own is refused the same way: we never follow one there.
@@ -100,6 +101,40 @@ test.serial('an offer refuses a socket directory that is a symbolic link, even o
   symlinkSync(target, ours)
   t.throws(() => offerListeners(join(ours, 'h.sock'), { http: tcp }), { code: 'ERR_SENDMSG_UNSAFE_DIRECTORY', message: /symbolic link/ })
   t.deepEqual(readdirSync(target), [])
+  await turn()
+  t.is(openFds(), before)
+  closeSync(tcp)
+})
+
+test.serial('an offer refuses a path through a link another user made, and accepts one through a link of its own', async (t) => {
+  if (!isRoot) return t.pass('needs root to act as another user')
+  using temp = tempDir('sendmsg-handoff-sec-')
+  const tcp = await tcpListener()
+  const before = openFds()
+  // The other user needs to reach `shared`; our private target stays 0700.
+  chmodSync(temp.dir, 0o755)
+  const shared = join(temp.dir, 'shared')
+  const target = join(temp.dir, 'private')
+  mkdirSync(shared, { mode: 0o755 })
+  mkdirSync(target, { mode: 0o700 })
+  chownSync(shared, NOBODY, NOBODY)
+  // As that user, with their own shell: /shared/app -> our private directory.
+  const link = join(shared, 'app')
+  const made = spawnSync('setpriv', [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', 'ln', '-sfn', target, link], { encoding: 'utf8' })
+  t.is(made.status, 0, made.stderr)
+  t.is(lstatSync(link).uid, NOBODY)
+  // Deeper than the link: `sub` would be made inside the target, and the link re-pointed later.
+  t.throws(() => offerListeners(join(link, 'sub', 'h.sock'), { http: tcp }), {
+    code: 'ERR_SENDMSG_UNSAFE_DIRECTORY',
+    message: new RegExp(`symbolic link of user ${NOBODY}`),
+  })
+  t.deepEqual(readdirSync(target), [], 'nothing was made through the link')
+
+  const ours = join(temp.dir, 'ours')
+  symlinkSync(target, ours)
+  const offer = offerListeners(join(ours, 'sub', 'h.sock'), { http: tcp })
+  t.is(lstatSync(join(target, 'sub', 'h.sock')).mode & 0o777, 0o600)
+  offer.close()
   await turn()
   t.is(openFds(), before)
   closeSync(tcp)

@@ -486,12 +486,37 @@ function unsafeDirectory(message: string): Error {
 }
 
 /**
+ * Refuses a path that goes through a symbolic link another user owns (root's and ours are
+ * trusted): its owner can re-point it whenever they like, and everything below it with it. Each
+ * prefix of the path as given is what the kernel resolves on the way, so each is looked at as
+ * given; a prefix that does not exist yet is one mkdir makes, ours.
+ */
+function refuseForeignLinks(dir: string): void {
+  const uid = process.getuid!()
+  const parts = dir.split('/')
+  for (let end = 1; end <= parts.length; end++) {
+    const prefix = parts.slice(0, end).join('/')
+    if (prefix === '' || prefix === '.') continue
+    let stat
+    try {
+      stat = lstatSync(prefix)
+    } catch {
+      return
+    }
+    if (stat.isSymbolicLink() && stat.uid !== uid && stat.uid !== 0) {
+      throw unsafeDirectory(`${prefix} is a symbolic link of user ${stat.uid}, who could re-point it: an offer's path may go through links of root or this user only`)
+    }
+  }
+}
+
+/**
  * Makes sure `dir` exists, belongs to us, and no one else may enter it; returns its identity.
  * The directory itself is never a symbolic link: whoever owns a link can re-point it between
  * our check and the bind, and systemd's mkdir_safe refuses links for the same reason. (The
  * directories above it are the caller's choice, as with systemd's RuntimeDirectory.)
  */
 function privateDirectory(dir: string): { dev: number; ino: number } {
+  refuseForeignLinks(dir)
   mkdirSync(dir, { recursive: true, mode: 0o700 })
   const stat = lstatSync(dir)
   if (stat.isSymbolicLink()) {
