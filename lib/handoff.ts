@@ -558,12 +558,14 @@ function listenPrivately(path: string): UnixServer {
 
 /**
  * Offers listening sockets at a named socket path for another process to take (`takeListeners`):
- * the new version of a supervisor taking over from the old one. The socket file is mode 0600 in a
- * directory only its owner can enter (created if missing), and every peer is checked by its
- * credentials (same user by default). Events: 'handoff' (the peer's credentials; it acknowledged
- * and holds the listeners), 'refused' (a peer that was not allowed, or for which `allow` threw: the
- * error follows the credentials), 'rejected' (a peer that broke the protocol), 'error'. The offer
- * stays open until closed.
+ * the new version of a supervisor taking over from the old one. The socket file is born mode 0600
+ * in a directory only its owner can enter (created if missing; never a symbolic link, nor reached
+ * through another user's), and every peer is checked by its credentials (same user by default).
+ * Events: 'handoff' (the peer's credentials; it acknowledged and holds the listeners), 'refused' (a
+ * peer that was not allowed, or for which `allow` threw: the error follows the credentials),
+ * 'rejected' (a peer that broke the protocol, or asked for nothing within `handshakeTimeout`: the
+ * error, then the credentials), 'error' (the server's, or the offer's `timeout` or `signal`, which
+ * close it). The offer stays open until closed.
  *
  * @example const offer = offerListeners('/run/app/handoff.sock', { http: server }); offer.once('handoff', stop)
  */
