@@ -470,7 +470,11 @@ test.serial('unknown option names are refused with ERR_INVALID_ARG_VALUE', async
   const unknown = { code: 'ERR_INVALID_ARG_VALUE', message: /unknown option 'timout'/ }
   t.throws(() => offerListeners(path, { http: tcp }, { timout: 5 } as never), unknown)
   await t.throwsAsync(takeListeners(path, { timout: 5 } as never), unknown)
-  await t.throwsAsync(workerListeners({ timout: 5 } as never), unknown)
+  // The worker's channel is taken over first, and closed with the refusal.
+  const [supervisor, worker] = socketpair('stream')
+  await t.throwsAsync(workerListeners({ fd: worker, timout: 5 } as never), unknown)
+  t.throws(() => fs.fstatSync(worker), { code: 'EBADF' })
+  closeSync(supervisor)
   const [a, b] = UnixSocket.pair('stream')
   const channel = new FrameChannel(a)
   await t.throwsAsync(receiveListeners(channel, { timout: 5 } as never), unknown)

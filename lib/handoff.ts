@@ -447,16 +447,26 @@ export interface WorkerListenersOptions extends Omit<ReceiveListenersOptions, 'a
 /**
  * In a worker spawned by `spawnWorker`: receives its listening sockets (and acknowledges them).
  * With `timeout` or `signal`, a supervisor that never sends them is given up on: the channel is
- * closed and the promise rejects (ERR_SENDMSG_TIMEOUT, or an AbortError).
+ * closed and the promise rejects (ERR_SENDMSG_TIMEOUT, or an AbortError). The channel's
+ * descriptor is taken over at once: whatever fails after that closes it.
  *
  * @example const { listeners } = await workerListeners(); toNetServer(listeners.http, app)
  */
 export async function workerListeners(options?: WorkerListenersOptions): Promise<WorkerHandoff> {
-  const { fd: given, ...receiveOptions } = checkOptionNames(options, 'options', ['expect', 'signal', 'timeout', 'fd']) as WorkerListenersOptions
-  waitOptions(receiveOptions as Record<string, unknown>, 'options')
-  const fd = given ?? Number(process.env[HANDOFF_FD_ENV] ?? 3)
-  if (receiveOptions.signal?.aborted) throw abortError(receiveOptions.signal.reason)
+  if (options !== undefined && (options === null || typeof options !== 'object')) throw invalidArgType('options', 'of type object', options)
+  // The descriptor is this worker's channel and good for nothing else: it is adopted first, and
+  // closed whenever the handoff fails, a wrong option or an aborted signal included.
+  const fd = options?.fd ?? Number(process.env[HANDOFF_FD_ENV] ?? 3)
   const channel = new FrameChannel(UnixSocket.from(fd))
+  let receiveOptions: ReceiveListenersOptions
+  try {
+    const { fd: _fd, ...rest } = checkOptionNames(options, 'options', ['expect', 'signal', 'timeout', 'fd']) as WorkerListenersOptions
+    waitOptions(rest as Record<string, unknown>, 'options')
+    receiveOptions = rest
+  } catch (error) {
+    channel.close()
+    throw error
+  }
   const { listeners } = await receiveListeners(channel, receiveOptions)
   return { listeners, channel }
 }
