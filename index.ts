@@ -6,6 +6,7 @@
 //   lib/                  the TypeScript layer: argument checks, Node-style errors, helpers
 //   index.ts              this file: what the package exports
 export { sendmsg, recvmsg, getSocketFamily, socketpair, pipe, dup, CMSG_LEN, CMSG_SPACE } from './lib/sync'
+export { closeFd } from './lib/close'
 export type { ReceivedMessage, SocketType } from './lib/sync'
 export { scmRights, fdsFromAncillary, unpackFds } from './lib/ancillary'
 export type { AncillaryItem, ReceivedAncillaryItem } from './lib/ancillary'
@@ -26,7 +27,7 @@ export type { Descriptor } from './lib/bridge'
 export { listenFds, notify, notifyReady, storeFds, SD_LISTEN_FDS_START } from './lib/systemd'
 export type { ListenFd, ListenFdsOptions, NotifyOptions, NotifyState } from './lib/systemd'
 export { FrameChannel } from './lib/frames'
-export type { Frame, FrameChannelOptions } from './lib/frames'
+export type { Frame, FrameChannelOptions, NextFrameOptions } from './lib/frames'
 export {
   sendListeners,
   receiveListeners,
@@ -46,6 +47,7 @@ export type {
   SpawnWorkerOptions,
   SpawnedWorker,
   WorkerHandoff,
+  WorkerListenersOptions,
   OfferOptions,
   TakeOptions,
   HandoffError,

@@ -10,25 +10,42 @@
 //   receiver -> { protocol, version, type: 'error', message }    when it refuses what it got
 // and, for a takeover over a named socket, first
 //   taker    -> { protocol, version, type: 'take' }
+// Either side that refuses tells the other why in an 'error' frame when the channel still takes
+// one, and rejects with ERR_SENDMSG_HANDOFF. Written on the public socket API only.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { EventEmitter } from 'node:events'
-import { chmodSync, mkdirSync, statSync } from 'node:fs'
+import { lstatSync, mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 
-import { native } from './binding'
 import { isListeningSocket } from './bridge'
-import { constants } from './constants'
+import { closeFd } from './close'
 import { peerCredentials, type Credentials } from './credentials'
-import { invalidArgType, invalidArgValue, stateError, validateInteger } from './errors'
+import { INT32_MAX, invalidArgType, invalidArgValue, stateError, validateInteger } from './errors'
 import { fdOf } from './fd'
-import { FrameChannel, MAX_FDS_PER_FRAME, type Frame } from './frames'
-import { ReceivedFd } from './received-fd'
+import {
+  abortError,
+  checkOptionNames,
+  FrameChannel,
+  keepReceivedFd,
+  MAX_FDS_PER_FRAME,
+  timeoutError,
+  waitOptions,
+  type Frame,
+} from './frames'
+import type { ReceivedFd } from './received-fd'
 import { UnixServer } from './server'
 import { UnixSocket } from './socket'
+import { socketpair } from './sync'
 
 const PROTOCOL = 'sendmsg-handoff'
 const VERSION = 1
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/
+/** The most listeners one handoff carries: a bound on what a peer can make us wait for. */
+const MAX_LISTENERS = 65_536
+/** An error text sent to the peer is cut to this many characters (and shorter if the frame needs). */
+const MAX_ERROR_TEXT = 1024
+/** How long an allowed peer of an offer may take to ask for the listeners, by default. */
+const DEFAULT_HANDSHAKE_TIMEOUT = 10_000
 /**
  * The environment variable that tells a spawned worker which descriptor is its channel.
  *
@@ -56,8 +73,119 @@ export type Listeners = Readonly<Record<string, ListenerSource>>
  */
 export type HandoffError = Error & { code: 'ERR_SENDMSG_HANDOFF' }
 
-function handoffError(message: string): HandoffError {
-  return stateError('ERR_SENDMSG_HANDOFF', message) as HandoffError
+function handoffError(message: string, options?: ErrorOptions): HandoffError {
+  return stateError('ERR_SENDMSG_HANDOFF', message, options) as HandoffError
+}
+
+/**
+ * The next frame from the peer. A peer that broke the framing, or hung up, is a refused handoff
+ * (ERR_SENDMSG_HANDOFF, the frame error as `cause`); aborts and timeouts pass through, the
+ * deadline's own reason rather than the AbortError next() wraps it in.
+ */
+async function nextFrame(channel: FrameChannel, deadline: Deadline | undefined): Promise<Frame> {
+  try {
+    return await channel.next(deadline?.signal === undefined ? undefined : { signal: deadline.signal })
+  } catch (error) {
+    const code = (error as { code?: unknown } | null)?.code
+    if (code === 'ERR_SENDMSG_FRAME') throw handoffError(`the peer broke the frame protocol: ${(error as Error).message}`, { cause: error })
+    if (code === 'ERR_SENDMSG_FRAME_CLOSED') throw handoffError('the peer hung up before the handoff was done', { cause: error })
+    throw deadline === undefined ? error : deadline.reason(error)
+  }
+}
+
+/** `text` cut to at most `length` characters (never inside a surrogate pair), marked as cut. */
+function cut(text: string, length: number): string {
+  if (text.length <= length) return text
+  if (length <= 1) return ''
+  let end = length - 1
+  const last = text.charCodeAt(end - 1)
+  if (last >= 0xd800 && last <= 0xdbff) end--
+  return `${text.slice(0, end)}…`
+}
+
+/**
+ * Tells the peer why it was refused, if the channel still takes a frame. The text is the peer's
+ * to read, not ours to crash on: it is cut to fit the frame (a peer can make an error text long,
+ * for example with a long name), and a failed send is ignored (the peer may be gone).
+ */
+async function tellPeer(channel: FrameChannel, message: string): Promise<void> {
+  if (channel.closed) return
+  let text = cut(message, MAX_ERROR_TEXT)
+  for (;;) {
+    const frame = { ...header('error'), message: text }
+    if (Buffer.byteLength(JSON.stringify(frame)) <= channel.maxFrameSize) {
+      try {
+        await channel.send(frame)
+      } catch {
+        // Gone, or not writable: nothing more to tell.
+      }
+      return
+    }
+    if (text === '') return
+    text = cut(text, text.length >> 1)
+  }
+}
+
+/**
+ * One `signal` for everything an operation waits for: aborted with an AbortError when the
+ * caller's signal aborts, or with ERR_SENDMSG_TIMEOUT when `timeout` ms have passed.
+ */
+class Deadline {
+  readonly signal: AbortSignal | undefined
+  readonly #controller: AbortController | undefined
+  readonly #callerSignal: AbortSignal | undefined
+  #timer: NodeJS.Timeout | undefined
+
+  constructor(signal: AbortSignal | undefined, timeout: number | undefined, timedOut: () => Error) {
+    if (signal === undefined && timeout === undefined) return
+    const controller = (this.#controller = new AbortController())
+    this.signal = controller.signal
+    this.#callerSignal = signal
+    if (signal?.aborted) controller.abort(abortError(signal.reason))
+    else signal?.addEventListener('abort', this.#onAbort, { once: true })
+    if (timeout !== undefined) this.#timer = setTimeout(() => controller.abort(timedOut()), timeout)
+  }
+
+  readonly #onAbort = (): void => this.#controller!.abort(abortError(this.#callerSignal!.reason))
+
+  /**
+   * `promise`, or the deadline's reason if it ends first; what the promise brings later is handed
+   * to `discard` (something that cannot be cancelled, such as a connect, is still cleaned up).
+   */
+  race<T>(promise: Promise<T>, discard: (late: T) => void): Promise<T> {
+    const signal = this.signal
+    if (signal === undefined) return promise
+    return new Promise<T>((resolve, reject) => {
+      const onEnd = () => reject(signal.reason)
+      signal.addEventListener('abort', onEnd, { once: true })
+      promise.then(
+        (value) => {
+          signal.removeEventListener('abort', onEnd)
+          if (signal.aborted) discard(value)
+          else resolve(value)
+        },
+        (error) => {
+          signal.removeEventListener('abort', onEnd)
+          reject(error)
+        },
+      )
+    })
+  }
+
+  /** Throws the reason if it ended. */
+  check(): void {
+    if (this.signal?.aborted) throw this.signal.reason
+  }
+
+  /** What to reject with: the deadline's reason when it ended (next() wraps it), else `error`. */
+  reason(error: unknown): unknown {
+    return this.signal?.aborted ? this.signal.reason : error
+  }
+
+  dispose(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#callerSignal?.removeEventListener('abort', this.#onAbort)
+  }
 }
 
 function header(type: string): { protocol: string; version: number; type: string } {
@@ -81,6 +209,8 @@ function expectFrame(frame: Frame, type: string): Record<string, unknown> {
 
 function listenerEntries(listeners: Listeners): Array<[string, number]> {
   if (!isObject(listeners)) throw invalidArgType('listeners', 'an object of listening sockets by name', listeners)
+  const count = Object.keys(listeners).length
+  if (count > MAX_LISTENERS) throw invalidArgValue('listeners', `${count} listeners`, `must hold at most ${MAX_LISTENERS} listening sockets`)
   const entries = Object.entries(listeners).map(([name, source]): [string, number] => {
     if (!NAME.test(name)) throw invalidArgValue(`listeners.${name}`, name, 'has a name that is not 1-64 letters, digits, or . _ : - (starting with a letter or digit)')
     return [name, fdOf(source, `listeners.${name}`)]
@@ -107,7 +237,7 @@ export async function sendListeners(channel: FrameChannel, listeners: Listeners)
   for (const batch of batches) {
     await channel.send({ ...header('listeners'), names: batch.map(([name]) => name), total: entries.length }, batch.map(([, fd]) => fd))
   }
-  const ack = expectFrame(await channel.next(), 'ack')
+  const ack = expectFrame(await nextFrame(channel, undefined), 'ack')
   const acknowledged = ack.names
   if (!Array.isArray(acknowledged) || acknowledged.length !== names.length || acknowledged.some((name, i) => name !== names[i])) {
     throw handoffError('the peer acknowledged other listeners than those sent')
@@ -131,7 +261,13 @@ export interface ReceiveListenersOptions {
   expect?: readonly string[]
   /** Acknowledge at once (default true). With false, call the returned `acknowledge()` when ready. */
   acknowledge?: boolean
+  /** Gives up (AbortError, `code: 'ABORT_ERR'`) when aborted, before the listeners are all received. */
+  signal?: AbortSignal
+  /** Gives up (ERR_SENDMSG_TIMEOUT) when the listeners have not all arrived within this many milliseconds. */
+  timeout?: number
 }
+
+const RECEIVE_OPTIONS = ['expect', 'acknowledge', 'signal', 'timeout'] as const
 
 /**
  * What {@link receiveListeners} and {@link takeListeners} resolve to.
@@ -152,23 +288,40 @@ export interface ReceivedHandoff {
  *
  * @example const { listeners } = await receiveListeners(channel, { expect: ['http'] })
  */
-export async function receiveListeners(channel: FrameChannel, options: ReceiveListenersOptions = {}): Promise<ReceivedHandoff> {
+export async function receiveListeners(channel: FrameChannel, options?: ReceiveListenersOptions): Promise<ReceivedHandoff> {
+  const checked = checkOptionNames(options, 'options', RECEIVE_OPTIONS) as ReceiveListenersOptions
+  const { signal, timeout } = waitOptions(checked as Record<string, unknown>, 'options')
+  const deadline = new Deadline(signal, timeout, () => timeoutError(`The listeners did not arrive within ${timeout} ms`))
+  try {
+    return await receiveWithin(channel, checked, deadline)
+  } finally {
+    deadline.dispose()
+  }
+}
+
+async function receiveWithin(channel: FrameChannel, options: ReceiveListenersOptions, deadline: Deadline): Promise<ReceivedHandoff> {
   const received: ReceivedListeners = Object.create(null)
   const held: ReceivedFd[] = []
   try {
+    deadline.check()
     let total: number | undefined
     let count = 0
     do {
-      const frame = await channel.next()
+      const frame = await nextFrame(channel, deadline)
       // Owned from here on, whatever is wrong with the frame.
-      for (const fd of frame.fds) held.push(new ReceivedFd(fd.take()))
-      const fds = held.slice(held.length - frame.fds.length)
+      const fds = frame.fds.map(keepReceivedFd)
+      held.push(...fds)
       const value = expectFrame(frame, 'listeners')
       const { names } = value
       if (!Array.isArray(names) || names.length > MAX_FDS_PER_FRAME) throw handoffError('a listeners frame without a proper list of names')
-      if (!Number.isInteger(value.total) || (value.total as number) < 0) throw handoffError('a listeners frame without a proper total')
+      if (!Number.isInteger(value.total) || (value.total as number) < 0 || (value.total as number) > MAX_LISTENERS) {
+        throw handoffError(`a listeners frame without a proper total (an integer from 0 to ${MAX_LISTENERS})`)
+      }
       if (total !== undefined && value.total !== total) throw handoffError('the total changed between frames')
       total = value.total as number
+      // Every frame brings the handoff closer to its end: the frames are bounded by the total.
+      if (names.length === 0 && total !== 0) throw handoffError('a listeners frame with no listeners in a handoff that announced some')
+      if (count + names.length > total) throw handoffError(`more listeners than the ${total} announced`)
       if (names.length !== fds.length) throw handoffError(`a frame names ${names.length} listeners but carried ${fds.length} descriptors`)
       names.forEach((name: unknown, i: number) => {
         if (typeof name !== 'string' || !NAME.test(name)) throw handoffError(`a listener name is not well formed: ${JSON.stringify(name)}`)
@@ -178,7 +331,6 @@ export async function receiveListeners(channel: FrameChannel, options: ReceiveLi
         received[name] = fds[i]!
       })
       count += names.length
-      if (count > total) throw handoffError(`more listeners than the ${total} announced`)
     } while (count < total)
     if (options.expect) {
       const missing = options.expect.filter((name) => !(name in received))
@@ -186,8 +338,7 @@ export async function receiveListeners(channel: FrameChannel, options: ReceiveLi
     }
   } catch (error) {
     for (const fd of held) fd.close()
-    const message = (error as Error).message
-    await channel.send({ ...header('error'), message }).catch(() => {})
+    await tellPeer(channel, (error as Error).message)
     channel.close()
     throw error
   }
@@ -239,12 +390,12 @@ export function spawnWorker(command: string, args: readonly string[], options: S
   listenerEntries(listeners)
   // The worker's end stays blocking, as any program expects a socket it inherits to be (a
   // pair's ends are separate open files, so making ours non-blocking does not touch theirs).
-  const [mineFd, theirs] = native.socketpair(constants.SOCK_STREAM, false) as [number, number]
+  const [mineFd, theirs] = socketpair('stream')
   let mine: UnixSocket
   try {
     mine = UnixSocket.from(mineFd)
   } catch (error) {
-    native.closeFd(theirs)
+    closeFd(theirs)
     throw error
   }
   const given = spawnOptions.stdio
@@ -259,10 +410,15 @@ export function spawnWorker(command: string, args: readonly string[], options: S
     mine.close()
     throw error
   } finally {
-    native.closeFd(theirs)
+    closeFd(theirs)
   }
   const channel = new FrameChannel(mine)
-  const ready = sendListeners(channel, listeners)
+  // A failed handoff leaves nothing to talk about: the worker is told why, and the channel closed.
+  const ready = sendListeners(channel, listeners).catch(async (error: unknown) => {
+    await tellPeer(channel, (error as Error).message)
+    channel.close()
+    throw error
+  })
   ready.catch(() => {})
   return { child, channel, ready }
 }
@@ -279,14 +435,39 @@ export interface WorkerHandoff {
 }
 
 /**
+ * Options of {@link workerListeners}.
+ *
+ * @example await workerListeners({ expect: ['http'], timeout: 10_000 })
+ */
+export interface WorkerListenersOptions extends Omit<ReceiveListenersOptions, 'acknowledge'> {
+  /** The channel's descriptor (default: SENDMSG_HANDOFF_FD from the environment, else 3). */
+  fd?: number
+}
+
+/**
  * In a worker spawned by `spawnWorker`: receives its listening sockets (and acknowledges them).
+ * With `timeout` or `signal`, a supervisor that never sends them is given up on: the channel is
+ * closed and the promise rejects (ERR_SENDMSG_TIMEOUT, or an AbortError). The channel's
+ * descriptor is taken over at once: whatever fails after that closes it.
  *
  * @example const { listeners } = await workerListeners(); toNetServer(listeners.http, app)
  */
-export async function workerListeners(options: Omit<ReceiveListenersOptions, 'acknowledge'> & { fd?: number } = {}): Promise<WorkerHandoff> {
-  const fd = options.fd ?? Number(process.env[HANDOFF_FD_ENV] ?? 3)
+export async function workerListeners(options?: WorkerListenersOptions): Promise<WorkerHandoff> {
+  if (options !== undefined && (options === null || typeof options !== 'object')) throw invalidArgType('options', 'of type object', options)
+  // The descriptor is this worker's channel and good for nothing else: it is adopted first, and
+  // closed whenever the handoff fails, a wrong option or an aborted signal included.
+  const fd = options?.fd ?? Number(process.env[HANDOFF_FD_ENV] ?? 3)
   const channel = new FrameChannel(UnixSocket.from(fd))
-  const { listeners } = await receiveListeners(channel, options)
+  let receiveOptions: ReceiveListenersOptions
+  try {
+    const { fd: _fd, ...rest } = checkOptionNames(options, 'options', ['expect', 'signal', 'timeout', 'fd']) as WorkerListenersOptions
+    waitOptions(rest as Record<string, unknown>, 'options')
+    receiveOptions = rest
+  } catch (error) {
+    channel.close()
+    throw error
+  }
+  const { listeners } = await receiveListeners(channel, receiveOptions)
   return { listeners, channel }
 }
 
@@ -298,36 +479,107 @@ export async function workerListeners(options: Omit<ReceiveListenersOptions, 'ac
 export interface OfferOptions {
   /** Who may take the listeners (default: a process of the same user). */
   allow?: (peer: Credentials) => boolean
+  /** How long an allowed peer may take to ask for the listeners, in ms (default 10 s); then it is hung up on ('rejected', ERR_SENDMSG_TIMEOUT). */
+  handshakeTimeout?: number
+  /** Ends the offer (as `close()` does) and emits 'error' with an AbortError when aborted. */
+  signal?: AbortSignal
+  /** Ends the offer and emits 'error' (ERR_SENDMSG_TIMEOUT) when no peer took the listeners within this many ms. */
+  timeout?: number
 }
 
 function sameUser(peer: Credentials): boolean {
   return peer.uid === process.getuid!()
 }
 
-/** Makes sure `dir` exists, belongs to us, and no one else may enter it. */
-function privateDirectory(dir: string): void {
+function unsafeDirectory(message: string): Error {
+  return stateError('ERR_SENDMSG_UNSAFE_DIRECTORY', message)
+}
+
+/**
+ * Refuses a path that goes through a symbolic link another user owns (root's and ours are
+ * trusted): its owner can re-point it whenever they like, and everything below it with it. Each
+ * prefix of the path as given is what the kernel resolves on the way, so each is looked at as
+ * given; a prefix that does not exist yet is one mkdir makes, ours.
+ */
+function refuseForeignLinks(dir: string): void {
+  const uid = process.getuid!()
+  const parts = dir.split('/')
+  for (let end = 1; end <= parts.length; end++) {
+    const prefix = parts.slice(0, end).join('/')
+    if (prefix === '' || prefix === '.') continue
+    let stat
+    try {
+      stat = lstatSync(prefix)
+    } catch {
+      return
+    }
+    if (stat.isSymbolicLink() && stat.uid !== uid && stat.uid !== 0) {
+      throw unsafeDirectory(`${prefix} is a symbolic link of user ${stat.uid}, who could re-point it: an offer's path may go through links of root or this user only`)
+    }
+  }
+}
+
+/**
+ * Makes sure `dir` exists, belongs to us, and no one else may enter it; returns its identity.
+ * The directory itself is never a symbolic link: whoever owns a link can re-point it between
+ * our check and the bind, and systemd's mkdir_safe refuses links for the same reason. (The
+ * directories above it are the caller's choice, as with systemd's RuntimeDirectory.)
+ */
+function privateDirectory(dir: string): { dev: number; ino: number } {
+  refuseForeignLinks(dir)
   mkdirSync(dir, { recursive: true, mode: 0o700 })
-  const stat = statSync(dir)
+  const stat = lstatSync(dir)
+  if (stat.isSymbolicLink()) {
+    throw unsafeDirectory(`${dir} is a symbolic link (owner ${stat.uid}): an offer's directory must be a real directory, never a link someone could re-point`)
+  }
   if (!stat.isDirectory() || stat.uid !== process.getuid!() || (stat.mode & 0o077) !== 0) {
-    throw stateError(
-      'ERR_SENDMSG_UNSAFE_DIRECTORY',
+    throw unsafeDirectory(
       `${dir} must be a directory of this user that no one else may enter (mode 0700); it is mode 0${(stat.mode & 0o777).toString(8)}, owner ${stat.uid}`,
     )
+  }
+  return { dev: stat.dev, ino: stat.ino }
+}
+
+/**
+ * Binds and listens at `path` with the socket file born mode 0600, so that no chmod by path ever
+ * follows (a path resolved again after the bind is a path someone may have re-pointed). bind(2)
+ * gives the file the process umask's mode on macOS, and on Linux the socket inode's mode masked
+ * by the umask (measured on 6.18: fchmod 0600 before bind gives a 0600 file, after bind it changes
+ * only the socket's inode); the umask is the one lever that works on both, and that works with
+ * UnixServer.listen binding for us. It is process-wide, but JavaScript runs on one thread and the
+ * bind between the two umask calls is synchronous, so no other JavaScript sees it; a file the
+ * libuv threadpool happens to create in those microseconds gets a narrower mode, never a wider
+ * one. A worker thread may not set the umask: there the file keeps the process umask's mode, and
+ * the 0700 directory is what keeps other users out.
+ */
+function listenPrivately(path: string): UnixServer {
+  let previous: number | undefined
+  try {
+    previous = process.umask(0o177)
+  } catch {
+    // ERR_WORKER_UNSUPPORTED_OPERATION in a worker thread.
+  }
+  try {
+    return UnixServer.listen(path)
+  } finally {
+    if (previous !== undefined) process.umask(previous)
   }
 }
 
 /**
  * Offers listening sockets at a named socket path for another process to take (`takeListeners`):
- * the new version of a supervisor taking over from the old one. The socket file is mode 0600 in a
- * directory only its owner can enter (created if missing), and every peer is checked by its
- * credentials (same user by default). Events: 'handoff' (the peer's credentials; it acknowledged
- * and holds the listeners), 'refused' (a peer that was not allowed, or for which `allow` threw: the
- * error follows the credentials), 'rejected' (a peer that broke the protocol), 'error'. The offer
- * stays open until closed.
+ * the new version of a supervisor taking over from the old one. The socket file is born mode 0600
+ * in a directory only its owner can enter (created if missing; never a symbolic link, nor reached
+ * through another user's), and every peer is checked by its credentials (same user by default).
+ * Events: 'handoff' (the peer's credentials; it acknowledged and holds the listeners), 'refused' (a
+ * peer that was not allowed, or for which `allow` threw: the error follows the credentials),
+ * 'rejected' (a peer that broke the protocol, or asked for nothing within `handshakeTimeout`: the
+ * error, then the credentials), 'error' (the server's, or the offer's `timeout` or `signal`, which
+ * close it). The offer stays open until closed.
  *
  * @example const offer = offerListeners('/run/app/handoff.sock', { http: server }); offer.once('handoff', stop)
  */
-export function offerListeners(path: string, listeners: Listeners, options: OfferOptions = {}): ListenerOffer {
+export function offerListeners(path: string, listeners: Listeners, options?: OfferOptions): ListenerOffer {
   return new ListenerOffer(path, listeners, options)
 }
 
@@ -341,31 +593,61 @@ export class ListenerOffer extends EventEmitter {
   readonly #server: UnixServer
   readonly #listeners: Listeners
   readonly #allow: (peer: Credentials) => boolean
+  readonly #handshakeTimeout: number
   /** The peers being served, closed with the offer. */
   readonly #channels = new Set<FrameChannel>()
+  readonly #signal: AbortSignal | undefined
+  #timer: NodeJS.Timeout | undefined
   #closed = false
 
-  constructor(path: string, listeners: Listeners, options: OfferOptions) {
+  constructor(path: string, listeners: Listeners, options?: OfferOptions) {
     super()
+    const checked = checkOptionNames(options, 'options', ['allow', 'handshakeTimeout', 'signal', 'timeout']) as OfferOptions
     listenerEntries(listeners)
-    if (options.allow !== undefined && typeof options.allow !== 'function') throw invalidArgType('options.allow', 'a function', options.allow)
+    if (checked.allow !== undefined && typeof checked.allow !== 'function') throw invalidArgType('options.allow', 'a function', checked.allow)
+    const { signal, timeout } = waitOptions(checked as Record<string, unknown>, 'options')
+    this.#handshakeTimeout = validateInteger(checked.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT, 'options.handshakeTimeout', 1, INT32_MAX)
     if (typeof path !== 'string') throw invalidArgType('path', 'of type string', path)
     if (path.charCodeAt(0) === 0) {
       throw invalidArgValue('path', path, 'must be a filesystem path: an abstract name has no permissions to keep other users out')
     }
+    // Nothing is made for an offer given up on before it began.
+    if (signal?.aborted) throw abortError(signal.reason)
     this.path = path
     this.#listeners = listeners
-    this.#allow = options.allow ?? sameUser
-    privateDirectory(dirname(path))
-    this.#server = UnixServer.listen(path)
+    this.#allow = checked.allow ?? sameUser
+    const dir = dirname(path)
+    const identity = privateDirectory(dir)
+    this.#server = listenPrivately(path)
+    // The bind resolved the path again: make sure it went where the check looked.
+    let now: { dev: number; ino: number; isSymbolicLink(): boolean } | undefined
     try {
-      chmodSync(path, 0o600)
-    } catch (error) {
+      now = lstatSync(dir)
+    } catch {
+      now = undefined
+    }
+    if (now === undefined || now.isSymbolicLink() || now.dev !== identity.dev || now.ino !== identity.ino) {
       this.#server.close()
-      throw error
+      throw unsafeDirectory(`${dir} was replaced while the offer was being made`)
     }
     this.#server.on('connection', (socket: UnixSocket) => void this.#serve(socket))
     this.#server.on('error', (error: Error) => this.emit('error', error))
+    if (signal !== undefined) {
+      this.#signal = signal
+      signal.addEventListener('abort', this.#onAbort, { once: true })
+    }
+    if (timeout !== undefined) {
+      this.#timer = setTimeout(() => this.#giveUp(timeoutError(`No process took the listeners offered at ${path} within ${timeout} ms`)), timeout)
+    }
+  }
+
+  readonly #onAbort = (): void => this.#giveUp(abortError(this.#signal!.reason))
+
+  /** Ends the offer for `reason` and says so, as Node's streams do for an AbortSignal. */
+  #giveUp(reason: Error): void {
+    if (this.#closed) return
+    this.close()
+    this.emit('error', reason)
   }
 
   async #serve(socket: UnixSocket): Promise<void> {
@@ -392,13 +674,23 @@ export class ListenerOffer extends EventEmitter {
     }
     const channel = new FrameChannel(socket, { maxFrameSize: 64 * 1024 })
     this.#channels.add(channel)
+    const timeout = this.#handshakeTimeout
+    const handshake = new Deadline(undefined, timeout, () => timeoutError(`The peer asked for no listeners within ${timeout} ms`))
     try {
-      expectFrame(await channel.next(), 'take')
+      let take: Frame
+      try {
+        take = await nextFrame(channel, handshake)
+      } finally {
+        handshake.dispose()
+      }
+      expectFrame(take, 'take')
       await sendListeners(channel, this.#listeners)
+      if (this.#timer !== undefined) clearTimeout(this.#timer)
+      this.#timer = undefined
       this.emit('handoff', peer)
     } catch (error) {
       if (this.#closed) return
-      await channel.send({ ...header('error'), message: (error as Error).message }).catch(() => {})
+      await tellPeer(channel, (error as Error).message)
       this.emit('rejected', error, peer)
     } finally {
       this.#channels.delete(channel)
@@ -408,7 +700,10 @@ export class ListenerOffer extends EventEmitter {
 
   /** Stops offering: removes the socket file and hangs up on peers still being served. */
   close(): void {
+    if (this.#closed) return
     this.#closed = true
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#signal?.removeEventListener('abort', this.#onAbort)
     this.#server.close()
     for (const channel of this.#channels) channel.close()
   }
@@ -424,6 +719,8 @@ export interface TakeOptions extends ReceiveListenersOptions {
   allow?: (peer: Credentials) => boolean
 }
 
+const TAKE_OPTIONS = [...RECEIVE_OPTIONS, 'allow'] as const
+
 /**
  * Takes the listening sockets offered at `path` by `offerListeners`. With `acknowledge: false`
  * the offering process keeps its copies until you call `acknowledge()` (for example once your own
@@ -431,21 +728,32 @@ export interface TakeOptions extends ReceiveListenersOptions {
  *
  * @example const { listeners, acknowledge } = await takeListeners(path, { acknowledge: false })
  */
-export async function takeListeners(path: string, options: TakeOptions = {}): Promise<ReceivedHandoff> {
-  const socket = await UnixSocket.connect(path)
-  const channel = new FrameChannel(socket, { maxFrameSize: 64 * 1024 })
+export async function takeListeners(path: string, options?: TakeOptions): Promise<ReceivedHandoff> {
+  const { allow = sameUser, ...receiveOptions } = checkOptionNames(options, 'options', TAKE_OPTIONS) as TakeOptions
+  if (typeof allow !== 'function') throw invalidArgType('options.allow', 'a function', allow)
+  const { signal, timeout } = waitOptions(receiveOptions as Record<string, unknown>, 'options')
+  // One deadline for all of it: connecting, asking, and receiving.
+  const deadline = new Deadline(signal, timeout, () => timeoutError(`No listeners were taken from ${path} within ${timeout} ms`))
+  let channel: FrameChannel | undefined
+  let handoff: ReceivedHandoff
   try {
+    deadline.check()
+    const socket = await deadline.race(UnixSocket.connect(path), (late) => late.close())
+    channel = new FrameChannel(socket, { maxFrameSize: 64 * 1024 })
     const peer = peerCredentials(socket)
-    if (!(options.allow ?? sameUser)(peer)) throw handoffError(`the process offering listeners (pid ${peer.pid}, uid ${peer.uid}) is not allowed`)
+    if (!allow(peer)) throw handoffError(`the process offering listeners (pid ${peer.pid}, uid ${peer.uid}) is not allowed`)
     await channel.send(header('take'))
+    // From here on, a refusal closes the channel and tells the peer why.
+    handoff = await receiveWithin(channel, { ...receiveOptions, acknowledge: false }, deadline)
   } catch (error) {
-    channel.close()
-    throw error
+    channel?.close()
+    throw deadline.reason(error)
+  } finally {
+    deadline.dispose()
   }
-  const handoff = await receiveListeners(channel, { ...options, acknowledge: false })
   let done: Promise<void> | undefined
   // Once the kernel has the ack there is nothing more to say or hear: close at once.
   const acknowledge = () => (done ??= handoff.acknowledge().finally(() => channel.close()))
-  if (options.acknowledge !== false) await acknowledge()
+  if (receiveOptions.acknowledge !== false) await acknowledge()
   return { listeners: handoff.listeners, acknowledge }
 }
