@@ -1,8 +1,7 @@
 // Closing a raw descriptor number through the public API, for code that must not reach into the
-// binding (the frame channel and the handoff). Today it is Node's own close; it may later become
-// a native call without changing its contract.
-import { closeSync } from 'node:fs'
-
+// binding (the frame channel and the handoff). It is the core's close(2), not Node's fs.closeSync:
+// that works in every runtime (Deno's node:fs takes resource ids, not descriptor numbers).
+import { native } from './binding'
 import { INT32_MAX, validateInteger } from './errors'
 
 /**
@@ -13,5 +12,5 @@ import { INT32_MAX, validateInteger } from './errors'
  * @example const [a, b] = socketpair(); closeFd(a); closeFd(b)
  */
 export function closeFd(fd: number): void {
-  closeSync(validateInteger(fd, 'fd', 0, INT32_MAX))
+  native.closeFd(validateInteger(fd, 'fd', 0, INT32_MAX))
 }

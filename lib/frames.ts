@@ -64,15 +64,6 @@ function frameError(message: string): Error & { code: string } {
   return stateError('ERR_SENDMSG_FRAME', message)
 }
 
-/**
- * Keeps a received descriptor past the delivery of the message (or frame) it came with: a new
- * owned ReceivedFd that nothing closes behind the holder's back. The one place that does this, so
- * that it can become a native `keep()` without touching the rest.
- */
-export function keepReceivedFd(fd: ReceivedFd): ReceivedFd {
-  return new ReceivedFd(fd.take())
-}
-
 /** Node's AbortError (what its own promise APIs reject with when a signal aborts them). */
 export function abortError(reason?: unknown): Error & { code: 'ABORT_ERR' } {
   const error = stateError('ABORT_ERR', 'The operation was aborted', reason === undefined ? undefined : { cause: reason })
@@ -226,7 +217,7 @@ export class FrameChannel extends EventEmitter {
   #onMessage(message: Message): void {
     // After an error nothing is taken: the socket closes the message's descriptors itself.
     if (this.#closed || this.#error) return
-    for (const fd of message.fds) this.#fds.push(keepReceivedFd(fd))
+    for (const fd of message.fds) this.#fds.push(fd.keep())
     this.#buffer = this.#buffer.length === 0 ? Buffer.from(message.data) : Buffer.concat([this.#buffer, message.data])
     try {
       this.#parse()

@@ -26,7 +26,6 @@ import {
   abortError,
   checkOptionNames,
   FrameChannel,
-  keepReceivedFd,
   MAX_FDS_PER_FRAME,
   timeoutError,
   waitOptions,
@@ -309,7 +308,7 @@ async function receiveWithin(channel: FrameChannel, options: ReceiveListenersOpt
     do {
       const frame = await nextFrame(channel, deadline)
       // Owned from here on, whatever is wrong with the frame.
-      const fds = frame.fds.map(keepReceivedFd)
+      const fds = frame.fds.map((fd) => fd.keep())
       held.push(...fds)
       const value = expectFrame(frame, 'listeners')
       const { names } = value
