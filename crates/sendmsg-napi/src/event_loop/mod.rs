@@ -70,6 +70,9 @@ pub struct SocketEvents<'a> {
     ts_type = "(this: any, slab: ArrayBuffer, offset: number, length: number, flags: number, fds: ExternalObject<'ReceivedFds'> | undefined, fdCount: number, address: string | undefined, ancillary: Array<[number, number, Buffer]> | undefined) => boolean"
   )]
   pub message: Option<Unknown<'a>>,
+  /// Batched delivery: called after the messages of one receive, in a callback scope.
+  #[napi(ts_type = "(this: any) => void")]
+  pub batch_end: Option<Unknown<'a>>,
   #[napi(ts_type = "(this: any) => void")]
   pub writable: Option<Unknown<'a>>,
   #[napi(ts_type = "(this: any) => void")]
@@ -212,6 +215,7 @@ fn open<'env>(
 fn socket_events(env: &Env, events: SocketEvents<'_>) -> Result<Events> {
   Ok(Events {
     message: function_ref(env, events.message)?,
+    batch_end: function_ref(env, events.batch_end)?,
     writable: function_ref(env, events.writable)?,
     end: function_ref(env, events.end)?,
     error: function_ref(env, events.error)?,
@@ -285,6 +289,18 @@ pub fn socket_close(env: Env, socket: Unknown<'_>) -> Result<()> {
 pub fn socket_fd(env: Env, socket: Unknown<'_>) -> Result<i32> {
   let socket = socket_of(&env, socket)?;
   Ok(if socket.is_open() { socket.fd } else { -1 })
+}
+
+/// Batched delivery (one plain call per message and a `batchEnd` call after each receive) or one
+/// call per message in its own callback scope.
+#[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>, batched: boolean")]
+pub fn socket_set_batched(env: Env, socket: Unknown<'_>, batched: bool) -> Result<()> {
+  socket_of(&env, socket)?.set_delivery(if batched {
+    socket::Delivery::Batched
+  } else {
+    socket::Delivery::EachInScope
+  });
+  Ok(())
 }
 
 /// Whether the socket keeps the event loop alive while it waits.

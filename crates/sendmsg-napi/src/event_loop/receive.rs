@@ -20,7 +20,7 @@ use sendmsg_core::SysError;
 
 use super::delivery;
 use super::received_fds::{new_fds_handle, ReceivedFds};
-use super::socket::{int32, Event, EventSocket, Reading};
+use super::socket::{int32, Delivery, Event, EventSocket, Reading};
 use crate::js_call::{value, CallOutcome};
 
 /// Messages per batched receive.
@@ -120,58 +120,89 @@ fn message_args(env: sys::napi_env, message: &BatchMessage<'_>) -> Option<Messag
   })
 }
 
+/// Where delivering one message leaves the batch.
+enum Step {
+  Next,
+  /// The end of the stream, a failure, or the socket closed: no more messages from this batch.
+  Stop,
+}
+
+/// Delivers a received batch: per message in its own callback scope, or (batched delivery, read
+/// per message since JavaScript may switch during a delivery) with plain calls followed by one
+/// `batch_end` call in a callback scope, which runs what all of them queued.
 fn deliver(socket: &Rc<EventSocket>, batch: &mut RecvBatch, received: usize) {
-  let env = socket.env;
+  let mut plain_calls = 0;
   for i in 0..received {
-    if !socket.is_open() {
-      return;
+    let batched = socket.delivery() == Delivery::Batched;
+    if let Step::Stop = deliver_one(socket, batch, i, batched) {
+      break;
     }
-    let message = batch.message(i);
-    if is_end(socket, &message) {
-      socket.finish_reading();
-      socket.call(Event::End, &[]);
-      return;
-    }
-    let Some(args) = message_args(env, &message) else {
-      socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
-      return;
-    };
-    let fds = (args.fd_count > 0).then(|| ReceivedFds::new(batch.take_fds(i)));
-    let fds_value = match &fds {
-      Some(fds) => match new_fds_handle(env, fds.clone()) {
-        Ok(handle) => handle,
-        // The descriptors close with `fds` below.
-        Err(_) => {
-          socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
-          return;
-        }
-      },
-      None => value::undefined(env),
-    };
-    // Held across the call: the handler may close the socket, which drops its own reference.
-    let Some(js) = socket.js() else {
-      return;
-    };
-    let outcome = js.call(
-      Event::Message,
-      &[
-        args.slab,
-        int32(env, args.offset as i32),
-        int32(env, args.length as i32),
-        int32(env, args.flags),
-        fds_value,
-        int32(env, args.fd_count as i32),
-        args.address,
-        args.ancillary,
-      ],
-    );
-    // The call's scope has closed, so its microtasks have run: the delivery is over, unless
-    // JavaScript kept the message for a later one (a backlog, an iterator), which settles it.
-    let kept = matches!(outcome, CallOutcome::Returned(result) if is_true(env, result));
-    if let (Some(fds), false) = (fds, kept) {
-      fds.settle();
+    plain_calls += usize::from(batched);
+  }
+  if plain_calls > 0 {
+    if let Some(js) = socket.js() {
+      js.call(Event::BatchEnd, &[]);
     }
   }
+  // The end of the stream comes after the messages before it, whichever delivery they had.
+  if socket.end_pending() && socket.is_open() {
+    socket.call(Event::End, &[]);
+  }
+}
+
+fn deliver_one(socket: &Rc<EventSocket>, batch: &mut RecvBatch, i: usize, batched: bool) -> Step {
+  let env = socket.env;
+  if !socket.is_open() {
+    return Step::Stop;
+  }
+  let message = batch.message(i);
+  if is_end(socket, &message) {
+    socket.finish_reading_at_end();
+    return Step::Stop;
+  }
+  let Some(args) = message_args(env, &message) else {
+    socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
+    return Step::Stop;
+  };
+  let fds = (args.fd_count > 0).then(|| ReceivedFds::new(batch.take_fds(i)));
+  let fds_value = match &fds {
+    Some(fds) => match new_fds_handle(env, fds.clone()) {
+      Ok(handle) => handle,
+      // The descriptors close with `fds`.
+      Err(_) => {
+        socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
+        return Step::Stop;
+      }
+    },
+    None => value::undefined(env),
+  };
+  // Held across the call: the handler may close the socket, which drops its own reference.
+  let Some(js) = socket.js() else {
+    return Step::Stop;
+  };
+  let args = [
+    args.slab,
+    int32(env, args.offset as i32),
+    int32(env, args.length as i32),
+    int32(env, args.flags),
+    fds_value,
+    int32(env, args.fd_count as i32),
+    args.address,
+    args.ancillary,
+  ];
+  let outcome = if batched {
+    js.call_plain(env, Event::Message, &args)
+  } else {
+    js.call(Event::Message, &args)
+  };
+  // JavaScript returns true when it kept the message for a later delivery (a backlog, an
+  // iterator, a batch), which then settles it. Otherwise the delivery is over once the call's
+  // scope has closed and its microtasks have run, that is now.
+  let kept = matches!(outcome, CallOutcome::Returned(result) if is_true(env, result));
+  if let (Some(fds), false) = (fds, kept) {
+    fds.settle();
+  }
+  Step::Next
 }
 
 pub fn accept_all(socket: &Rc<EventSocket>) {
