@@ -18,7 +18,7 @@ mod send;
 mod socket;
 mod teardown;
 
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{IntoRawFd, OwnedFd};
 use std::rc::Rc;
 
 use napi::bindgen_prelude::*;
@@ -132,15 +132,8 @@ fn take_source(env: &Env, source: &Unknown<'_>, index: u32) -> Result<(OwnedFd, 
   if source.get_type()? == ValueType::Number {
     // SAFETY: a number value of this env.
     let fd: i32 = unsafe { i32::from_napi_value(env.raw(), source.raw())? };
-    if fd < 0 {
-      return Err(errors::throw_range_error(
-        env,
-        "ERR_OUT_OF_RANGE",
-        "a descriptor is a non-negative integer",
-      ));
-    }
-    // SAFETY: the caller gives fd up if the adoption succeeds, and gets it back otherwise.
-    return Ok((unsafe { OwnedFd::from_raw_fd(fd) }, Source::Number));
+    // Given back (not closed) if the adoption fails: see Source::give_back.
+    return Ok((received_fds::owned_from_number(env, fd)?, Source::Number));
   }
   let fds = received_fds::fds_behind(env, source.raw())?;
   let fd = fds.take(index as usize).ok_or_else(|| {
