@@ -54,3 +54,8 @@ function load(): typeof NativeBinding {
 }
 
 export const native = load()
+
+// Chooses the readiness backend of event-loop sockets now, by runtime (Bun and Deno get the
+// binding's poller thread; Node gets libuv's poll unless SENDMSG_REACTOR=thread): the poller's
+// process-lifetime descriptor then opens at load, not in the middle of the caller's work.
+native.reactorBackend()
