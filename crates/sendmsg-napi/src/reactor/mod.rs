@@ -18,8 +18,11 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
 
+mod teardown;
 mod thread;
 mod uv;
+
+pub use teardown::register_teardown;
 
 /// What a watched descriptor reports.
 pub trait Ready {
@@ -96,13 +99,18 @@ fn runtime_without_libuv(env: sys::napi_env) -> bool {
     if !is_defined(env, versions) {
       return false;
     }
-    is_defined(env, property(env, versions, c"bun")) || is_defined(env, property(env, versions, c"deno"))
+    is_defined(env, property(env, versions, c"bun"))
+      || is_defined(env, property(env, versions, c"deno"))
   }
 }
 
 /// # Safety
 /// `object` is null or a value of `env`, which is live on this thread.
-unsafe fn property(env: sys::napi_env, object: sys::napi_value, name: &std::ffi::CStr) -> sys::napi_value {
+unsafe fn property(
+  env: sys::napi_env,
+  object: sys::napi_value,
+  name: &std::ffi::CStr,
+) -> sys::napi_value {
   let mut result = std::ptr::null_mut();
   if !object.is_null() {
     // SAFETY: per the function's contract; a failure leaves result null.

@@ -68,7 +68,9 @@ mod os {
   }
 
   fn last_errno() -> i32 {
-    -std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    -std::io::Error::last_os_error()
+      .raw_os_error()
+      .unwrap_or(libc::EIO)
   }
 
   impl Poll {
@@ -139,7 +141,9 @@ mod os {
   }
 
   fn last_errno() -> i32 {
-    -std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    -std::io::Error::last_os_error()
+      .raw_os_error()
+      .unwrap_or(libc::EIO)
   }
 
   fn change(fd: RawFd, filter: i16, flags: u16, token: u64) -> libc::kevent {
@@ -192,7 +196,15 @@ mod os {
     }
 
     pub fn arm(&self, fd: RawFd, token: u64, readable: bool, writable: bool) -> Result<(), i32> {
-      let flag = |on: bool| libc::EV_ADD | libc::EV_DISPATCH | if on { libc::EV_ENABLE } else { libc::EV_DISABLE };
+      let flag = |on: bool| {
+        libc::EV_ADD
+          | libc::EV_DISPATCH
+          | if on {
+            libc::EV_ENABLE
+          } else {
+            libc::EV_DISABLE
+          }
+      };
       self.apply(&[
         change(fd, libc::EVFILT_READ, flag(readable), token),
         change(fd, libc::EVFILT_WRITE, flag(writable), token),
@@ -211,7 +223,14 @@ mod os {
       let mut events: [libc::kevent; CAPACITY] = unsafe { std::mem::zeroed() };
       // SAFETY: the buffer holds CAPACITY events; no changes are submitted.
       let count = unsafe {
-        libc::kevent(self.kq, std::ptr::null(), 0, events.as_mut_ptr(), CAPACITY as i32, std::ptr::null())
+        libc::kevent(
+          self.kq,
+          std::ptr::null(),
+          0,
+          events.as_mut_ptr(),
+          CAPACITY as i32,
+          std::ptr::null(),
+        )
       };
       for event in events.iter().take(count.max(0) as usize) {
         out.push(Event {
@@ -291,7 +310,9 @@ fn run_poller(poller: &'static Poller) {
       // No route: the watcher was closed after the kernel reported it. Drop the event.
       let Some(inbox) = inbox else { continue };
       let mut state = inbox.state.lock().unwrap();
-      let Some(function) = state.function else { continue };
+      let Some(function) = state.function else {
+        continue;
+      };
       state.events.push(*event);
       if !state.wake_pending {
         // SAFETY: the function is not released (we hold the lock that releasing takes first).
@@ -428,7 +449,14 @@ fn ensure_env(env: sys::napi_env) -> Result<(), i32> {
     let mut noop = std::ptr::null_mut();
     // A real (empty) function rather than NULL: not every runtime accepts a NULL function with a
     // call_js callback.
-    sys::napi_create_function(env, label.as_ptr().cast(), label.len() as isize, Some(noop_callback), std::ptr::null_mut(), &mut noop);
+    sys::napi_create_function(
+      env,
+      label.as_ptr().cast(),
+      label.len() as isize,
+      Some(noop_callback),
+      std::ptr::null_mut(),
+      &mut noop,
+    );
     let finalize_data = Arc::into_raw(Arc::clone(&inbox)) as *mut c_void;
     let status = sys::napi_create_threadsafe_function(
       env,
@@ -506,7 +534,8 @@ unsafe extern "C" fn on_env_cleanup(arg: *mut c_void) {
       sys::napi_release_threadsafe_function(function.0, sys::ThreadsafeFunctionReleaseMode::release)
     };
   }
-  ENVS.with_borrow_mut(|envs| envs.retain(|state| !(state.env == env && state.watchers.is_empty())));
+  ENVS
+    .with_borrow_mut(|envs| envs.retain(|state| !(state.env == env && state.watchers.is_empty())));
 }
 
 /// The threadsafe function's call: hands the queued events to their watchers.
@@ -555,7 +584,9 @@ fn deliver_one(env: sys::napi_env, event: Event) {
       target.ready(readable, writable, None)
     }));
     if outcome.is_err() {
-      eprintln!("sendmsg: internal error in a socket's readiness callback (a bug: please report it)");
+      eprintln!(
+        "sendmsg: internal error in a socket's readiness callback (a bug: please report it)"
+      );
     }
   }
   // Drained what it could; if it still wants events and did not re-arm itself, re-arm.
@@ -587,9 +618,11 @@ impl Watcher {
     let poller = poller()?;
     ensure_env(env)?;
     let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
-    let inbox = with_env(env, |state| (!state.torn_down).then(|| Arc::clone(&state.inbox)))
-      .flatten()
-      .ok_or(-libc::ECANCELED)?;
+    let inbox = with_env(env, |state| {
+      (!state.torn_down).then(|| Arc::clone(&state.inbox))
+    })
+    .flatten()
+    .ok_or(-libc::ECANCELED)?;
     // Routed before it can fire (it is added disabled anyway).
     poller.routes.lock().unwrap().insert(token, inbox);
     if let Err(errno) = poller.poll.add(fd, token) {
@@ -618,7 +651,10 @@ impl Watcher {
       if state.torn_down {
         return Err(-libc::ECANCELED);
       }
-      let entry = state.watchers.get_mut(&self.token).expect("a watcher is listed until closed");
+      let entry = state
+        .watchers
+        .get_mut(&self.token)
+        .expect("a watcher is listed until closed");
       let before = entry.keeps_loop_alive();
       let unchanged = entry.readable == readable && entry.writable == writable;
       entry.readable = readable;
