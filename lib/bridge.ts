@@ -8,6 +8,7 @@ import { native } from './binding'
 import { constants } from './constants'
 import { invalidArgValue } from './errors'
 import { descriptorNumber, takeDescriptor, type ReceivedFd } from './received-fd'
+import { RUNTIME, runtimeUnsupported } from './runtime'
 
 export { fdOf } from './fd'
 
@@ -74,6 +75,16 @@ export function toNetSocket(fd: Descriptor, options: Omit<net.SocketConstructorO
   const { description } = checked
   if (!(description.family in FAMILY_NAMES) || description.type !== constants.SOCK_STREAM || description.listening || !description.connected) {
     throw invalidArgValue('fd', checked.fd, `is ${checked.what}, not a connected TCP or AF_UNIX stream socket`)
+  }
+  if (RUNTIME === 'bun') {
+    // Bun's net.Socket accepts { fd } but never reads or writes it: it fails later with "Socket is
+    // closed". Refused before taking the descriptor, which stays the caller's.
+    throw runtimeUnsupported(
+      'net.Socket cannot adopt an existing descriptor (new net.Socket({ fd }))',
+      description.family === constants.AF_UNIX
+        ? 'Use UnixSocket.from(fd) for an AF_UNIX socket.'
+        : 'Pass the listening socket instead (toNetServer works in Bun), or move the data with sendmsg/recvmsg.',
+    )
   }
   return new net.Socket({ readable: true, writable: true, ...options, fd: takeDescriptor(fd) })
 }
