@@ -22,7 +22,12 @@ mod teardown;
 mod thread;
 mod uv;
 
+// Used by event_socket.rs once it moves to them (the lead's change: a teardown hook that Deno can
+// run, and settling descriptors after a handler's microtasks); until then nothing calls them.
+#[allow(unused_imports)]
 pub use teardown::register_teardown;
+#[allow(unused_imports)]
+pub use thread::defer;
 
 /// What a watched descriptor reports.
 pub trait Ready {
@@ -131,6 +136,16 @@ unsafe fn is_defined(env: sys::napi_env, value: sys::napi_value) -> bool {
   status == sys::Status::napi_ok
     && kind != sys::ValueType::napi_undefined
     && kind != sys::ValueType::napi_null
+}
+
+/// Whether each `napi_make_callback` made inside [`Ready::ready`] runs the `process.nextTick`
+/// callbacks and microtasks it queued before it returns. True with libuv (the poll callback runs
+/// with no JavaScript on the stack, so each call is the outermost callback scope). False with the
+/// poller thread: readiness arrives inside a threadsafe function's call, which the runtime runs as
+/// one task, so they all run after `ready` returns; use [`defer`] for what must come after them.
+#[allow(dead_code)]
+pub fn calls_drain_microtasks(env: sys::napi_env) -> bool {
+  backend(env) == Backend::Uv
 }
 
 /// Whether event-loop sockets can work in this process: by the chosen backend once chosen,

@@ -18,6 +18,7 @@ use super::{backend, when_all_closed, Backend};
 /// Runs `hook` on the environment's thread when `env` is torn down (a worker exiting, or the
 /// process), then lets the environment finish once every watcher of the thread is closed. Call it
 /// once per environment; the hook must close every watcher it owns.
+#[allow(dead_code)]
 pub fn register_teardown(env: sys::napi_env, hook: fn()) -> Result<(), i32> {
   let arg = hook as *mut c_void;
   let status = match backend(env) {

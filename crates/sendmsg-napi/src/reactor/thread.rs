@@ -22,7 +22,7 @@
 //! memory itself after calling it).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
 use std::os::fd::RawFd;
 use std::rc::Rc;
@@ -273,8 +273,10 @@ struct Poller {
 
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 
+static POLLER: OnceLock<Result<Poller, i32>> = OnceLock::new();
+
+/// The poller, started on first use.
 fn poller() -> Result<&'static Poller, i32> {
-  static POLLER: OnceLock<Result<Poller, i32>> = OnceLock::new();
   POLLER
     .get_or_init(|| {
       let poller = Poller {
@@ -330,6 +332,11 @@ fn run_poller(poller: &'static Poller) {
   }
 }
 
+/// The poller if it was ever started (environment teardown must not start it).
+fn started_poller() -> Option<&'static Poller> {
+  POLLER.get().and_then(|poller| poller.as_ref().ok())
+}
+
 /// Whether this process can run the poller.
 pub fn available() -> bool {
   poller().is_ok()
@@ -363,6 +370,12 @@ struct EnvState {
   keeping_alive: usize,
   /// The environment's cleanup hook ran: nothing is polled or delivered any more.
   torn_down: bool,
+  /// Work to run in later tasks (see [`defer`]), one per `setImmediate` callback.
+  deferred: VecDeque<Box<dyn FnOnce()>>,
+  /// The global `setImmediate`, and the native function it is given; kept for the environment's
+  /// life (the environment frees them).
+  set_immediate: sys::napi_ref,
+  run_deferred: sys::napi_ref,
 }
 
 thread_local! {
@@ -482,6 +495,34 @@ fn ensure_env(env: sys::napi_env) -> Result<(), i32> {
     sys::napi_add_env_cleanup_hook(env, Some(on_env_cleanup), env as *mut c_void);
   }
   inbox.state.lock().unwrap().function = Some(ThreadsafeFunction(function));
+  let mut set_immediate = std::ptr::null_mut();
+  let mut run_deferred_ref = std::ptr::null_mut();
+  // SAFETY: env is live on this thread; the values belong to it. A runtime without a global
+  // setImmediate leaves the reference null, and `defer` then reports failure.
+  unsafe {
+    let mut global = std::ptr::null_mut();
+    let mut function_value = std::ptr::null_mut();
+    sys::napi_get_global(env, &mut global);
+    if sys::napi_get_named_property(env, global, c"setImmediate".as_ptr(), &mut function_value)
+      == sys::Status::napi_ok
+    {
+      sys::napi_create_reference(env, function_value, 1, &mut set_immediate);
+    }
+    let name = "sendmsgDeferred";
+    let mut runner = std::ptr::null_mut();
+    if sys::napi_create_function(
+      env,
+      name.as_ptr().cast(),
+      name.len() as isize,
+      Some(run_deferred),
+      std::ptr::null_mut(),
+      &mut runner,
+    ) == sys::Status::napi_ok
+    {
+      sys::napi_create_reference(env, runner, 1, &mut run_deferred_ref);
+    }
+  }
+  let run_deferred = run_deferred_ref;
   ENVS.with_borrow_mut(|envs| {
     envs.push(EnvState {
       env,
@@ -490,6 +531,9 @@ fn ensure_env(env: sys::napi_env) -> Result<(), i32> {
       watchers: HashMap::new(),
       keeping_alive: 0,
       torn_down: false,
+      deferred: VecDeque::new(),
+      set_immediate,
+      run_deferred,
     })
   });
   Ok(())
@@ -518,16 +562,22 @@ unsafe extern "C" fn on_function_finalized(
 /// nothing is delivered to them any more.
 unsafe extern "C" fn on_env_cleanup(arg: *mut c_void) {
   let env = arg as sys::napi_env;
-  let Ok(poller) = poller() else { return };
-  let function = with_env(env, |state| {
+  let (function, deferred) = with_env(env, |state| {
     state.torn_down = true;
-    for (token, entry) in &state.watchers {
-      poller.routes.lock().unwrap().remove(token);
-      poller.poll.remove(entry.fd);
+    if let Some(poller) = started_poller() {
+      for (token, entry) in &state.watchers {
+        poller.routes.lock().unwrap().remove(token);
+        poller.poll.remove(entry.fd);
+      }
     }
-    state.inbox.state.lock().unwrap().function.take()
+    let function = state.inbox.state.lock().unwrap().function.take();
+    (function, std::mem::take(&mut state.deferred))
   })
-  .flatten();
+  .unzip();
+  let function = function.flatten();
+  // Never run: they would call into an environment that is going away. Dropped outside the
+  // borrow of the thread's state, as what they hold may run code when dropped.
+  drop(deferred);
   if let Some(function) = function {
     // SAFETY: taken out of the inbox above, so released exactly once and never called again.
     unsafe {
@@ -536,6 +586,70 @@ unsafe extern "C" fn on_env_cleanup(arg: *mut c_void) {
   }
   ENVS
     .with_borrow_mut(|envs| envs.retain(|state| !(state.env == env && state.watchers.is_empty())));
+}
+
+/// Runs `work` on this JavaScript thread in a later task of `env`'s event loop: after the current
+/// task, its `process.nextTick` callbacks and its microtasks (promise reactions) have all run.
+/// Each deferred piece of work gets a task of its own, in order. Must be called on the
+/// environment's JavaScript thread (inside a handle scope, as every caller here is).
+///
+/// Why it exists: with the poller thread, readiness arrives in a threadsafe function's call, and
+/// every runtime runs such a call as one task: microtasks queued by a message handler run only
+/// after the whole call returns, not between the `napi_make_callback` calls made inside it. Code
+/// that must act after a handler's microtasks (closing the descriptors nobody took once an
+/// `await` had its chance) defers that action with this.
+///
+/// A task is a `setImmediate` callback: Node, Bun and Deno all run a microtask checkpoint between
+/// immediates. (Further calls of the threadsafe function are not enough: Deno runs several queued
+/// calls back to back with no checkpoint between them.) Work still queued when the environment is
+/// torn down is dropped without running.
+#[allow(dead_code)]
+pub fn defer(env: sys::napi_env, work: Box<dyn FnOnce()>) -> Result<(), i32> {
+  ensure_env(env)?;
+  let refs = with_env(env, |state| {
+    if state.torn_down {
+      return None;
+    }
+    state.deferred.push_back(work);
+    Some((state.set_immediate, state.run_deferred))
+  })
+  .flatten()
+  .ok_or(-libc::ECANCELED)?;
+  // SAFETY: env is live on this thread; both references were made in `ensure_env` and are kept
+  // for the environment's life; every value used belongs to env.
+  let scheduled = unsafe {
+    let mut set_immediate = std::ptr::null_mut();
+    let mut runner = std::ptr::null_mut();
+    let mut global = std::ptr::null_mut();
+    let mut result = std::ptr::null_mut();
+    sys::napi_get_reference_value(env, refs.0, &mut set_immediate);
+    sys::napi_get_reference_value(env, refs.1, &mut runner);
+    sys::napi_get_global(env, &mut global);
+    !set_immediate.is_null()
+      && !runner.is_null()
+      && sys::napi_call_function(env, global, set_immediate, 1, &runner, &mut result)
+        == sys::Status::napi_ok
+  };
+  if scheduled {
+    Ok(())
+  } else {
+    with_env(env, |state| state.deferred.pop_back());
+    Err(-libc::ECANCELED)
+  }
+}
+
+/// The `setImmediate` callback of [`defer`]: runs the oldest piece of deferred work.
+unsafe extern "C" fn run_deferred(
+  env: sys::napi_env,
+  _info: sys::napi_callback_info,
+) -> sys::napi_value {
+  if let Some(work) = with_env(env, |state| state.deferred.pop_front()).flatten() {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+    if outcome.is_err() {
+      eprintln!("sendmsg: internal error in deferred work (a bug: please report it)");
+    }
+  }
+  std::ptr::null_mut()
 }
 
 /// The threadsafe function's call: hands the queued events to their watchers.
@@ -686,7 +800,7 @@ impl Watcher {
   /// Stops watching now: the descriptor may be closed as soon as this returns, and an event of
   /// it already on its way is dropped (its token is gone).
   pub fn close(self) {
-    let poller = poller().expect("a watcher exists, so the poller does");
+    let poller = started_poller().expect("a watcher exists, so the poller does");
     let removed = with_env(self.env, |state| {
       let entry = state.watchers.remove(&self.token)?;
       if !state.torn_down {
