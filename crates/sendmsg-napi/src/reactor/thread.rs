@@ -671,8 +671,16 @@ unsafe extern "C" fn deliver(
     state.wake_pending = false;
     std::mem::take(&mut state.events)
   };
+  // Each readiness call in a task of its own: a runtime may run several calls of the threadsafe
+  // function back to back with no microtask checkpoint between them (Deno does), and a handler's
+  // promise reactions must run before the next socket's (or the next message's) handler.
+  let Some(_scope) = crate::js_call::HandleScope::open(env) else {
+    return;
+  };
   for event in events {
-    deliver_one(env, event);
+    if defer(env, Box::new(move || deliver_one(env, event))).is_err() {
+      deliver_one(env, event);
+    }
   }
 }
 
