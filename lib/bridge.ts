@@ -59,6 +59,15 @@ export function toNetServer<S extends net.Server = net.Server>(fd: Descriptor, s
   if (!(description.family in FAMILY_NAMES) || description.type !== constants.SOCK_STREAM || !description.listening) {
     throw invalidArgValue('fd', checked.fd, `is ${checked.what}, not a listening TCP or AF_UNIX stream socket`)
   }
+  if (RUNTIME === 'bun' && server !== undefined && !(server instanceof net.Server)) {
+    // Bun's http.Server is no net.Server, and its listen({ fd }) ignores the descriptor: it
+    // listens on a new TCP port instead. Refused before taking the descriptor.
+    throw runtimeUnsupported(
+      "this server (Bun's http.Server is not a net.Server) cannot listen on an existing descriptor: its listen({ fd }) opens a new port instead",
+      'Listen with a net.Server and hand it the connections: ' +
+        "toNetServer(fd, net.createServer((socket) => server.emit('connection', socket))).",
+    )
+  }
   const target = server ?? (new net.Server() as S)
   target.listen({ fd: takeDescriptor(fd) })
   return target
