@@ -76,16 +76,6 @@ function roundTrip(fd, peer, text) {
   return recvmsg(peer, 64).data.toString()
 }
 
-async function expectRejection(promise, code, what) {
-  try {
-    await promise
-  } catch (error) {
-    equal(error.code, code, `${what}: error code`)
-    return error
-  }
-  throw new Error(`${what}: expected ${code}, nothing was thrown`)
-}
-
 function expectThrow(fn, code, what) {
   try {
     fn()
@@ -97,8 +87,9 @@ function expectThrow(fn, code, what) {
 }
 
 /**
- * Runs one check: `fn` with a timeout, then the descriptor count compared with the one before.
- * `fdsSettle` waits a little longer for closes that finish on a later turn.
+ * Runs one check: `fn(own)` with a timeout (`own(...sockets)` closes them after it, however it
+ * ends), then the descriptor count compared with the one before, waiting a little for closes
+ * that finish on a later turn.
  */
 async function check(name, fn, { fds = true } = {}) {
   const before = openFds()
