@@ -10,6 +10,12 @@
 //! `uv_*` symbols exist and panic): Bun and Deno get the thread; Node gets libuv unless the
 //! environment variable `SENDMSG_REACTOR=thread` asks for the thread (for tests and
 //! measurements). `setReactorBackend` may choose before the first socket.
+//!
+//! What differs for the code above the seam: with the poller thread, a call into JavaScript made
+//! inside `Ready::ready` does not run the microtasks it queued before returning (see
+//! [`calls_drain_microtasks`]); what must happen after a handler's microtasks goes through
+//! [`defer`]. Environment teardown goes through [`register_teardown`], which picks the hook shape
+//! each backend (and Deno) needs.
 
 use std::rc::Rc;
 use std::sync::OnceLock;
