@@ -38,6 +38,17 @@ function openFds() {
   return readdirSync('/proc/self/fd').length
 }
 
+/** For a socket: its family and type, e.g. " (family 1, type 5)", to tell ours from the runtime's. */
+function describe(fd, what) {
+  if (!what.startsWith('socket:')) return ''
+  try {
+    const { family, type } = native.describeSocket(Number(fd))
+    return ` (family ${family}, type ${type})`
+  } catch {
+    return ''
+  }
+}
+
 /** What each open descriptor is, by number (for naming a leak). */
 function fdTable() {
   const table = new Map()
@@ -119,7 +130,7 @@ async function check(name, fn, { fds = true } = {}) {
       }
       if (after !== before) {
         const tableAfter = fdTable()
-        const opened = [...tableAfter].filter(([fd, what]) => tableBefore.get(fd) !== what).map(([fd, what]) => `${fd} -> ${what}`)
+        const opened = [...tableAfter].filter(([fd, what]) => tableBefore.get(fd) !== what).map(([fd, what]) => `${fd} -> ${what}${describe(fd, what)}`)
         const closed = [...tableBefore].filter(([fd, what]) => tableAfter.get(fd) !== what).map(([fd, what]) => `${fd} -> ${what}`)
         throw new Error(`descriptors: ${before} open before, ${after} after; opened [${opened.join(', ')}], closed [${closed.join(', ')}]`)
       }
@@ -331,6 +342,41 @@ await check('UnixSocket: unref() lets the process exit while a socket is reading
   const kept = await runChild('kept.mjs', source, { timeoutMs: 1500 })
   equal(kept.signal, 'SIGKILL', 'without unref(): still running after 1.5 s')
 })
+
+for (const how of ['terminate', 'unref']) {
+  // Counted by the worker's own sockets (their inodes) rather than by the total: Deno keeps an
+  // epoll and an eventfd of each terminated worker's event loop open, Bun a pipe.
+  await check(`worker_threads: a worker with live sockets goes away cleanly (${how}), closing its sockets`, async () => {
+    const file = join(temp, `worker-${how}.mjs`)
+    writeFileSync(
+      file,
+      `
+      import { readlinkSync } from 'node:fs'
+      import { createRequire } from 'node:module'
+      import { parentPort } from 'node:worker_threads'
+      const { UnixSocket } = createRequire(import.meta.url)(${distUrl})
+      const [a, b] = UnixSocket.pair('seqpacket')
+      b.on('message', () => {})
+      void a.send('hello')
+      const [full] = UnixSocket.pair('dgram')
+      for (let i = 0; i < 50; i++) full.send(Buffer.alloc(65536)).catch(() => {})
+      globalThis.held = [a, b, full]
+      parentPort.postMessage({ sockets: [a.fd, b.fd, full.fd].map((fd) => readlinkSync('/proc/self/fd/' + fd)) })
+      if (${JSON.stringify(how)} === 'unref') for (const socket of [a, b, full]) socket.unref()
+    `,
+    )
+    const { Worker } = await import('node:worker_threads')
+    const worker = new Worker(file)
+    const [{ sockets }] = await once(worker, 'message')
+    equal(sockets.length, 3, 'the worker made its sockets')
+    const exited = once(worker, 'exit')
+    if (how === 'terminate') await worker.terminate()
+    await exited
+    await turn()
+    const open = new Set(fdTable().values())
+    equal(sockets.filter((socket) => open.has(socket)), [], "the worker's sockets still open")
+  }, { fds: false })
+}
 
 // ---- FrameChannel, spawnWorker/workerListeners ----
 
