@@ -230,6 +230,22 @@ await check('UnixSocket: nextTick callbacks and promise reactions of a handler r
   b.close()
 })
 
+await check("UnixSocket: one socket's handler and its promise reactions run before another socket's handler", async (own) => {
+  const [a1, b1] = own(...UnixSocket.pair('seqpacket'))
+  const [a2, b2] = own(...UnixSocket.pair('seqpacket'))
+  const order = []
+  for (const [name, socket] of [['one', b1], ['two', b2]]) {
+    socket.on('message', () => {
+      order.push(name)
+      void Promise.resolve().then(() => order.push(`promise ${name}`))
+    })
+  }
+  // Both readable before either is handled.
+  await Promise.all([a1.send('x'), a2.send('x')])
+  for (let i = 0; i < 50 && order.length < 4; i++) await turn(10)
+  equal([order[1], order[3]], [`promise ${order[0]}`, `promise ${order[2]}`], `order ${JSON.stringify(order)}`)
+})
+
 await check('UnixSocket: backpressure holds a writer back and loses or reorders nothing', async (own) => {
   const [a, b] = own(...UnixSocket.pair('seqpacket'))
   const COUNT = 3000

@@ -64,7 +64,11 @@ static BACKEND: OnceLock<Backend> = OnceLock::new();
 
 /// The backend of this process, chosen on first use from the runtime `env` belongs to.
 pub fn backend(env: sys::napi_env) -> Backend {
-  *BACKEND.get_or_init(|| started(choose(runtime_without_libuv(env))))
+  *BACKEND.get_or_init(|| {
+    // Deno runs queued threadsafe-function calls with no microtask checkpoint between them.
+    thread::set_checkpoint_between_calls(!is_deno(env));
+    started(choose(runtime_without_libuv(env)))
+  })
 }
 
 /// Starts what `backend` needs that lives as long as the process (the poller thread and its
@@ -111,6 +115,18 @@ fn runtime_without_libuv(env: sys::napi_env) -> bool {
       return false;
     }
     is_defined(env, property(env, versions, c"bun"))
+      || is_defined(env, property(env, versions, c"deno"))
+  }
+}
+
+/// Whether `env` runs in Deno (a global `Deno`, or `process.versions.deno`).
+fn is_deno(env: sys::napi_env) -> bool {
+  // SAFETY: as in `runtime_without_libuv`.
+  unsafe {
+    let mut global = std::ptr::null_mut();
+    sys::napi_get_global(env, &mut global);
+    let versions = property(env, property(env, global, c"process"), c"versions");
+    is_defined(env, property(env, global, c"Deno"))
       || is_defined(env, property(env, versions, c"deno"))
   }
 }
@@ -243,5 +259,12 @@ pub fn set_reactor_backend(env: Env, name: String) -> Result<&'static str> {
       ))
     }
   };
-  Ok(BACKEND.get_or_init(|| started(wanted)).name())
+  Ok(
+    BACKEND
+      .get_or_init(|| {
+        thread::set_checkpoint_between_calls(!is_deno(env.raw()));
+        started(wanted)
+      })
+      .name(),
+  )
 }

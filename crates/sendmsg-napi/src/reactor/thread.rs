@@ -26,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::ffi::c_void;
 use std::os::fd::RawFd;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use napi::sys;
@@ -250,7 +250,7 @@ struct Inbox {
 }
 
 struct InboxState {
-  events: Vec<Event>,
+  events: VecDeque<Event>,
   /// Whether a call of the threadsafe function is on its way (then new events just queue).
   wake_pending: bool,
   /// The environment's threadsafe function; `None` once it is released or finalized, after
@@ -272,6 +272,22 @@ struct Poller {
 }
 
 static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+/// How readiness crosses to the JavaScript thread, by what the runtime does between two calls of
+/// a threadsafe function:
+/// - true (Node, Bun): each call is a task of its own, followed by a microtask checkpoint. One
+///   call per event, delivered directly: the cheapest way, and a handler's promise reactions run
+///   before the next event's handler, as with libuv.
+/// - false (Deno): queued calls run back to back with no checkpoint between them. Events are
+///   coalesced into one call and each is delivered in a `setImmediate` task of its own (see
+///   [`defer`]), which costs a loop iteration per event.
+static CHECKPOINT_BETWEEN_CALLS: AtomicBool = AtomicBool::new(true);
+
+/// Tells how the runtime runs threadsafe-function calls (see [`CHECKPOINT_BETWEEN_CALLS`]); set
+/// once, when the backend is chosen, before any watcher exists.
+pub fn set_checkpoint_between_calls(checkpoint: bool) {
+  CHECKPOINT_BETWEEN_CALLS.store(checkpoint, Ordering::Relaxed);
+}
 
 static POLLER: OnceLock<Result<Poller, i32>> = OnceLock::new();
 
@@ -315,8 +331,9 @@ fn run_poller(poller: &'static Poller) {
       let Some(function) = state.function else {
         continue;
       };
-      state.events.push(*event);
-      if !state.wake_pending {
+      state.events.push_back(*event);
+      // One call per event where each call is a task; otherwise one call per batch.
+      if CHECKPOINT_BETWEEN_CALLS.load(Ordering::Relaxed) || !state.wake_pending {
         // SAFETY: the function is not released (we hold the lock that releasing takes first).
         let status = unsafe {
           sys::napi_call_threadsafe_function(
@@ -447,7 +464,7 @@ fn ensure_env(env: sys::napi_env) -> Result<(), i32> {
   }
   let inbox = Arc::new(Inbox {
     state: Mutex::new(InboxState {
-      events: Vec::new(),
+      events: VecDeque::new(),
       wake_pending: false,
       function: None,
     }),
@@ -666,14 +683,21 @@ unsafe extern "C" fn deliver(
   // SAFETY: context is the inbox, kept alive by the finalizer's reference until after the
   // function's last call.
   let inbox = unsafe { &*(context as *const Inbox) };
+  if CHECKPOINT_BETWEEN_CALLS.load(Ordering::Relaxed) {
+    // One call per event: this call's event is the oldest queued.
+    let event = inbox.state.lock().unwrap().events.pop_front();
+    if let Some(event) = event {
+      deliver_one(env, event);
+    }
+    return;
+  }
   let events = {
     let mut state = inbox.state.lock().unwrap();
     state.wake_pending = false;
     std::mem::take(&mut state.events)
   };
-  // Each readiness call in a task of its own: a runtime may run several calls of the threadsafe
-  // function back to back with no microtask checkpoint between them (Deno does), and a handler's
-  // promise reactions must run before the next socket's (or the next message's) handler.
+  // Each readiness call in a task of its own, so that a handler's promise reactions run before
+  // the next socket's (or the next message's) handler.
   let Some(_scope) = crate::js_call::HandleScope::open(env) else {
     return;
   };
