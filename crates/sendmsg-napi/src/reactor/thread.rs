@@ -9,8 +9,11 @@
 //! the poller never spins on a descriptor JavaScript has not caught up with.
 //!
 //! Events cross to the JavaScript thread through one Node-API threadsafe function per
-//! environment: the poller queues `(token, events)` pairs and calls the function only when the
-//! queue was empty, so a burst of readiness costs one wake-up.
+//! environment: the poller queues `(token, events)` pairs in the environment's inbox and calls
+//! the function once per event where the runtime runs each call as a task of its own (Node, Bun),
+//! or once per batch where it does not (Deno; each event then gets a `setImmediate` task), so that
+//! a message handler's promise reactions always run before the next handler (see
+//! `CHECKPOINT_BETWEEN_CALLS`).
 //!
 //! Every watcher has a token that is never reused; events are routed and delivered by token, not
 //! by descriptor number. A descriptor closed (and its number reused by a new socket) while one of
