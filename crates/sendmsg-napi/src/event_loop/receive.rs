@@ -21,7 +21,8 @@ use sendmsg_core::SysError;
 use super::delivery;
 use super::received_fds::{new_fds_handle, ReceivedFds};
 use super::socket::{int32, Delivery, Event, EventSocket, Reading};
-use crate::js_call::{value, CallOutcome};
+use crate::js_call::{value, CallOutcome, HandleScope};
+use crate::reactor;
 
 /// Messages per batched receive.
 const BATCH_MESSAGES: usize = 64;
@@ -38,7 +39,12 @@ pub fn drain(socket: &Rc<EventSocket>) {
   // Taken out for the duration, so that no borrow is held while JavaScript runs; put back,
   // allocations and all, at the end.
   let mut batch = RECV_BATCH.take();
-  let mut budget = EVENT_BUDGET;
+  // Where calls into JavaScript made here do not run their microtasks before returning (the
+  // reactor's poller thread), 'message' handlers get one message per task, so that what a
+  // handler queued runs before the next message; the rest is read in a later task.
+  let one_per_task =
+    socket.delivery() == Delivery::EachInScope && !reactor::calls_drain_microtasks(socket.env);
+  let mut budget = if one_per_task { 1 } else { EVENT_BUDGET };
   let per_batch = BATCH_MESSAGES.min((BATCH_BYTES / socket.slot_size).max(1));
   while budget > 0 && socket.reading() == Reading::Started && socket.is_open() {
     let capacity = per_batch.min(budget);
@@ -63,6 +69,9 @@ pub fn drain(socket: &Rc<EventSocket>) {
     }
     deliver(socket, &mut batch, received);
     budget -= received.min(budget);
+    if one_per_task && received == capacity {
+      defer_drain(socket);
+    }
     if received < capacity {
       break;
     }
@@ -200,9 +209,37 @@ fn deliver_one(socket: &Rc<EventSocket>, batch: &mut RecvBatch, i: usize, batche
   // scope has closed and its microtasks have run, that is now.
   let kept = matches!(outcome, CallOutcome::Returned(result) if is_true(env, result));
   if let (Some(fds), false) = (fds, kept) {
-    fds.settle();
+    settle_after_microtasks(env, fds);
   }
   Step::Next
+}
+
+/// Ends a message's delivery once the microtasks its handler queued have run: now where the call
+/// into JavaScript ran them, in a later task where it could not (the poller thread).
+fn settle_after_microtasks(env: sys::napi_env, fds: Rc<ReceivedFds>) {
+  if reactor::calls_drain_microtasks(env) {
+    return fds.settle();
+  }
+  let deferred = fds.clone();
+  if reactor::defer(env, Box::new(move || deferred.settle())).is_err() {
+    // The environment is going: nothing will run later.
+    fds.settle();
+  }
+}
+
+/// Reads on in a later task (one message per task: see `drain`).
+fn defer_drain(socket: &Rc<EventSocket>) {
+  let socket = Rc::clone(socket);
+  let _ = reactor::defer(
+    socket.env,
+    Box::new(move || {
+      if socket.is_open() && socket.reading() == Reading::Started {
+        if let Some(_scope) = HandleScope::open(socket.env) {
+          drain(&socket);
+        }
+      }
+    }),
+  );
 }
 
 pub fn accept_all(socket: &Rc<EventSocket>) {
