@@ -1,0 +1,55 @@
+// What the figures depend on besides the code: the processor (ratios to C differ between
+// processors of the same kind), the number of CPUs, Node, the kernel, and the load other
+// programs put on the machine during the run.
+import { readFileSync } from 'node:fs'
+import { cpus, loadavg, release } from 'node:os'
+
+export function describeSystem() {
+  let model = cpus()[0]?.model ?? 'unknown'
+  try {
+    // /proc/cpuinfo's "model name" is what lscpu shows; os.cpus() can shorten it.
+    model = /^model name\s*:\s*(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? model
+  } catch {}
+  return { cpuModel: model, cpus: cpus().length, node: process.version, kernel: `${process.platform} ${release()}` }
+}
+
+/** The 1-, 5- and 15-minute load averages. */
+export function loadAverage() {
+  return loadavg().map((x) => Math.round(x * 100) / 100)
+}
+
+/**
+ * Per-CPU time counters from /proc/stat (Linux), in clock ticks: busy (user, nice, system, irq,
+ * softirq, steal), idle (idle, iowait) and steal (time the hypervisor gave to other guests).
+ * Undefined elsewhere.
+ */
+export function cpuTimes() {
+  let text
+  try {
+    text = readFileSync('/proc/stat', 'utf8')
+  } catch {
+    return undefined
+  }
+  const times = {}
+  for (const line of text.split('\n')) {
+    const match = /^(cpu\d+)\s+(.*)$/.exec(line)
+    if (!match) continue
+    const [user, nice, system, idle, iowait, irq, softirq, steal = 0] = match[2].split(/\s+/).map(Number)
+    times[match[1]] = { busy: user + nice + system + irq + softirq + steal, idle: idle + iowait, steal }
+  }
+  return times
+}
+
+/** Per CPU, between two cpuTimes() readings: the busy and steal fractions of the elapsed time. */
+export function cpuLoadBetween(before, after) {
+  if (!before || !after) return undefined
+  const load = {}
+  for (const [cpu, end] of Object.entries(after)) {
+    const start = before[cpu]
+    if (!start) continue
+    const total = end.busy + end.idle - (start.busy + start.idle)
+    if (total <= 0) continue
+    load[cpu] = { busy: (end.busy - start.busy) / total, steal: (end.steal - start.steal) / total }
+  }
+  return load
+}
