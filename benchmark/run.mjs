@@ -19,12 +19,13 @@
 //              must be built: `npm run build` there), and prints this / other per row
 // --json       all raw samples as JSON: to stdout (the tables then go to stderr), or to a file
 import { writeFileSync } from 'node:fs'
-import { resolve } from 'node:path'
+import { dirname, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { buildNative } from './lib/build.mjs'
 import { printComparison, printPlacement, printSystem, printTargets } from './lib/report.mjs'
 import { canPin, PINNED_CPU, runPeer } from './lib/run-peer.mjs'
 import { scenarios } from './lib/scenarios.mjs'
-import { describeSystem, loadAverage } from './lib/system.mjs'
+import { describeCheckout, describeSystem, loadAverage } from './lib/system.mjs'
 
 function parseOptions(argv) {
   const options = { quick: false, runs: undefined, only: [], placements: undefined, compare: undefined, json: undefined }
@@ -49,7 +50,11 @@ const RUNS = options.runs ?? (options.quick ? 3 : 5)
 const SCALE = options.quick ? 0.25 : 1
 // Tables go to stdout unless the JSON does; progress always goes to stderr.
 const out = options.json === '-' ? (line) => console.error(line) : (line) => console.log(line)
-const progress = (text) => process.stderr.isTTY && process.stderr.write(`\r\x1b[K${text}`)
+// On a terminal, one status line rewritten in place; otherwise (a log) one line per row.
+const progress = (text, rowStart) => {
+  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${text}`)
+  else if (rowStart) console.error(text)
+}
 
 const { cPeer, ceilingError } = buildNative()
 if (ceilingError) console.error(`run.mjs: the minimal Node-API addon was not built, its rows will say so:\n${ceilingError}`)
@@ -61,6 +66,8 @@ const placements = (options.placements ?? ['pinned', 'free']).filter((p) => p ==
 const titles = { pinned: `both processes pinned to one vCPU (taskset -c ${PINNED_CPU})`, free: 'both processes free to run on any CPU' }
 
 const system = describeSystem()
+const checkout = describeCheckout(dirname(fileURLToPath(import.meta.url)))
+const compared = options.compare && describeCheckout(options.compare)
 const loadBefore = loadAverage()
 const startedAt = new Date().toISOString()
 const results = []
@@ -74,7 +81,7 @@ for (const placement of placements) {
     const runnable = row.contenders.filter((contender) => !contender.unavailable)
     for (let run = 0; run < RUNS; run++) {
       for (const contender of runnable) {
-        progress(`${placement}: ${row.name}: run ${run + 1}/${RUNS}: ${contender.label}`)
+        progress(`${placement}: ${row.name}: run ${run + 1}/${RUNS}: ${contender.label}`, run === 0 && contender === runnable[0])
         const sample = runPeer(contender, placement)
         if (sample.error) console.error(`\nrun.mjs: ${placement}, ${row.name}, ${contender.label}, run ${run + 1} failed: ${sample.error}`)
         contender.samples.push(sample)
@@ -86,12 +93,12 @@ for (const placement of placements) {
 }
 const loadAfter = loadAverage()
 
-printSystem(out, { system, loadBefore, loadAfter, runs: RUNS, quick: options.quick, interleaved: true })
+printSystem(out, { system, checkout, loadBefore, loadAfter, runs: RUNS, quick: options.quick, interleaved: true })
 const missed = []
 for (const { placement, rows } of results) {
   printPlacement(out, { placement, title: titles[placement], rows, pinnedCpu: PINNED_CPU })
   for (const miss of printTargets(out, rows)) missed.push({ placement, ...miss })
-  if (options.compare) printComparison(out, rows, options.compare)
+  if (options.compare) printComparison(out, rows, `${options.compare} (${compared.commit ?? 'not a git checkout'})`)
 }
 if (!pinnable) out('\n(taskset is not available here: no pinned figures)')
 if (missed.length > 0) {
@@ -106,7 +113,8 @@ if (options.json !== undefined) {
     loadAverage: { before: loadBefore, after: loadAfter },
     runs: RUNS,
     quick: options.quick,
-    compare: options.compare ?? null,
+    checkout,
+    compare: options.compare ? { path: options.compare, ...compared } : null,
     results: results.map(({ placement, rows }) => ({
       placement,
       rows: rows.map((row) => ({

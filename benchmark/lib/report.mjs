@@ -3,7 +3,7 @@
 import { pairedRatio, summarize } from './stats.mjs'
 
 const integer = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '–')
-const ratio = (x) => (!Number.isFinite(x) ? '–' : x >= 10 ? `${x.toFixed(1)}x` : x.toFixed(2))
+const ratio = (x) => (!Number.isFinite(x) ? '–' : x >= 10 ? `${x.toFixed(1)}x` : `${x.toFixed(2)}x`)
 const percent = (x) => `${Math.round(x * 100)}%`
 
 /** A contender's rates per run, NaN for a failed run, so that run i stays run i. */
@@ -13,8 +13,9 @@ function spreadOfRatio(r) {
   return Number.isFinite(r.min) ? `${ratio(r.ofMedians)} (${ratio(r.min)}–${ratio(r.max)})` : ratio(r.ofMedians)
 }
 
-export function printSystem(out, { system, loadBefore, loadAfter, runs, quick, interleaved }) {
+export function printSystem(out, { system, checkout, loadBefore, loadAfter, runs, quick, interleaved }) {
   out(`sendmsg benchmark: ${system.cpuModel}, ${system.cpus} CPUs, Node ${system.node}, ${system.kernel}`)
+  out(`checkout ${checkout.commit ?? 'unknown'}${checkout.dirty ? ' with uncommitted changes' : ''}`)
   out(`${runs} run(s) per figure${quick ? ' (--quick: shorter timed runs)' : ''}, contenders ${interleaved ? 'interleaved run by run (A B C A B C ...)' : 'in order'}, warm-up before every timed run`)
   out(`load average (1, 5, 15 min): ${loadBefore.join(', ')} before, ${loadAfter.join(', ')} after`)
   out('figures: median (min–max) over the runs; ratios: ratio of medians (min–max of the per-run ratios, runs paired)')
@@ -55,7 +56,7 @@ export function printPlacement(out, { placement, title, rows, pinnedCpu }) {
       const s = summarize(rates)
       const failed = contender.samples.filter((sample) => sample.error).length
       const failures = failed > 0 ? ` (${failed} run(s) failed)` : ''
-      const vs = contender === reference ? '1.00 (reference)' : reference && !reference.unavailable ? spreadOfRatio(pairedRatio(ratesOf(contender), ratesOf(reference))) : '–'
+      const vs = contender === reference ? '1.00x (reference)' : reference && !reference.unavailable ? spreadOfRatio(pairedRatio(ratesOf(contender), ratesOf(reference))) : '–'
       out(`| ${name} | ${contender.label} | ${integer(s.median)} ${row.unit}${failures} | ${integer(s.min)}–${integer(s.max)} | ${vs} |`)
     }
     if (row.note) out(`| | _${row.note}_ | | | |`)

@@ -1,6 +1,7 @@
 // What the figures depend on besides the code: the processor (ratios to C differ between
 // processors of the same kind), the number of CPUs, Node, the kernel, and the load other
 // programs put on the machine during the run.
+import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { cpus, loadavg, release } from 'node:os'
 
@@ -52,4 +53,12 @@ export function cpuLoadBetween(before, after) {
     load[cpu] = { busy: (end.busy - start.busy) / total, steal: (end.steal - start.steal) / total }
   }
   return load
+}
+
+/** Which code ran: the git commit of a checkout, and whether it had uncommitted changes. */
+export function describeCheckout(dir) {
+  const git = (...args) => spawnSync('git', args, { cwd: dir, encoding: 'utf8', timeout: 10_000 })
+  const head = git('rev-parse', '--short=12', 'HEAD')
+  if (head.status !== 0) return { commit: undefined, dirty: undefined }
+  return { commit: head.stdout.trim(), dirty: git('status', '--porcelain', '--untracked-files=no').stdout.trim() !== '' }
 }
