@@ -93,7 +93,7 @@ for (const placement of placements) {
 }
 const loadAfter = loadAverage()
 
-printSystem(out, { system, checkout, loadBefore, loadAfter, runs: RUNS, quick: options.quick, interleaved: true })
+printSystem(out, { system, checkout, loadBefore, loadAfter, runs: RUNS, quick: options.quick })
 const missed = []
 for (const { placement, rows } of results) {
   printPlacement(out, { placement, title: titles[placement], rows, pinnedCpu: PINNED_CPU })

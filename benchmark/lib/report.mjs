@@ -13,10 +13,10 @@ function spreadOfRatio(r) {
   return Number.isFinite(r.min) ? `${ratio(r.ofMedians)} (${ratio(r.min)}–${ratio(r.max)})` : ratio(r.ofMedians)
 }
 
-export function printSystem(out, { system, checkout, loadBefore, loadAfter, runs, quick, interleaved }) {
+export function printSystem(out, { system, checkout, loadBefore, loadAfter, runs, quick }) {
   out(`sendmsg benchmark: ${system.cpuModel}, ${system.cpus} CPUs, Node ${system.node}, ${system.kernel}`)
   out(`checkout ${checkout.commit ?? 'unknown'}${checkout.dirty ? ' with uncommitted changes' : ''}`)
-  out(`${runs} run(s) per figure${quick ? ' (--quick: shorter timed runs)' : ''}, contenders ${interleaved ? 'interleaved run by run (A B C A B C ...)' : 'in order'}, warm-up before every timed run`)
+  out(`${runs} run(s) per figure${quick ? ' (--quick: shorter timed runs)' : ''}, contenders interleaved run by run (A B C A B C ...), warm-up before every timed run`)
   out(`load average (1, 5, 15 min): ${loadBefore.join(', ')} before, ${loadAfter.join(', ')} after`)
   out('figures: median (min–max) over the runs; ratios: ratio of medians (min–max of the per-run ratios, runs paired)')
 }
@@ -33,7 +33,15 @@ export function describeLoad(placement, samples, pinnedCpu) {
     const whose = placement === 'pinned' ? (cpu === `cpu${pinnedCpu}` ? ' (ours)' : ' (others)') : ''
     parts.push(`${cpu}${whose} busy ${percent(busy.median)} (${percent(busy.min)}–${percent(busy.max)})${steal.max > 0.005 ? `, steal ${percent(steal.median)}` : ''}`)
   }
-  return `CPU load during these runs, median (min–max) per run: ${parts.join('; ')}`
+  let share = ''
+  const shares = summarize(samples.map((s) => s.cpuShare ?? Number.NaN))
+  if (shares.n > 0) {
+    share =
+      placement === 'pinned'
+        ? `\nCPU our processes got on cpu${pinnedCpu} (their CPU time over wall time, start-up included; the rest went idle or to other programs): ${percent(shares.median)} (${percent(shares.min)}–${percent(shares.max)})`
+        : `\nCPUs our processes used (CPU time over wall time): ${shares.median.toFixed(2)} (${shares.min.toFixed(2)}–${shares.max.toFixed(2)})`
+  }
+  return `CPU load during these runs, median (min–max) per run: ${parts.join('; ')}${share}`
 }
 
 export function printPlacement(out, { placement, title, rows, pinnedCpu }) {
@@ -57,7 +65,9 @@ export function printPlacement(out, { placement, title, rows, pinnedCpu }) {
       const failed = contender.samples.filter((sample) => sample.error).length
       const failures = failed > 0 ? ` (${failed} run(s) failed)` : ''
       const vs = contender === reference ? '1.00x (reference)' : reference && !reference.unavailable ? spreadOfRatio(pairedRatio(ratesOf(contender), ratesOf(reference))) : '–'
-      out(`| ${name} | ${contender.label} | ${integer(s.median)} ${row.unit}${failures} | ${integer(s.min)}–${integer(s.max)} | ${vs} |`)
+      // A round trip also as its latency, the figure people know from C.
+      const latency = row.unit === 'round trips/s' && Number.isFinite(s.median) ? ` (${(1e6 / s.median).toFixed(1)} µs)` : ''
+      out(`| ${name} | ${contender.label} | ${integer(s.median)} ${row.unit}${latency}${failures} | ${integer(s.min)}–${integer(s.max)} | ${vs} |`)
     }
     if (row.note) out(`| | _${row.note}_ | | | |`)
   }

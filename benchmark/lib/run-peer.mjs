@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { cpuLoadBetween, cpuTimes } from './system.mjs'
+import { childrenCpuSeconds, cpuLoadBetween, cpuTimes } from './system.mjs'
 
 const benchmarkDir = join(dirname(fileURLToPath(import.meta.url)), '..')
 
@@ -22,12 +22,16 @@ export function canPin() {
 }
 
 /**
- * One run: { rate, messages, seconds, cpuLoad } or { error, cpuLoad }. A failed run is kept as a
- * failure (printed and counted) rather than ending the benchmark.
+ * One run: { rate, messages, seconds, cpuLoad, cpuShare } or { error, cpuLoad, cpuShare }. A failed
+ * run is kept as a failure (printed and counted) rather than ending the benchmark. cpuShare: the
+ * CPU time the run's processes got over its wall time (pinned, below 1 when other programs took
+ * part of that CPU; a run's start-up counts too).
  */
 export function runPeer({ command, args, env }, placement) {
   const [cmd, argv] = placementCommand(placement, command, args)
   const before = cpuTimes()
+  const cpuBefore = childrenCpuSeconds()
+  const wallBefore = process.hrtime.bigint()
   const result = spawnSync(cmd, argv, {
     cwd: benchmarkDir,
     env: { ...process.env, ...env },
@@ -37,15 +41,18 @@ export function runPeer({ command, args, env }, placement) {
     killSignal: 'SIGTERM',
   })
   const cpuLoad = cpuLoadBetween(before, cpuTimes())
+  const wallSeconds = Number(process.hrtime.bigint() - wallBefore) / 1e9
+  const cpuAfter = childrenCpuSeconds()
+  const cpuShare = cpuBefore === undefined ? undefined : (cpuAfter - cpuBefore) / wallSeconds
   const lastLine = result.stdout?.trim().split('\n').pop()
   if (result.error || result.status !== 0 || !lastLine) {
     const why = result.error?.message ?? `exit ${result.status ?? result.signal}`
-    return { error: `${why}: ${(result.stderr ?? '').trim().split('\n').slice(-3).join(' / ')}`, cpuLoad }
+    return { error: `${why}: ${(result.stderr ?? '').trim().split('\n').slice(-3).join(' / ')}`, cpuLoad, cpuShare }
   }
   try {
     const { messages, seconds } = JSON.parse(lastLine)
-    return { rate: messages / seconds, messages, seconds, cpuLoad }
+    return { rate: messages / seconds, messages, seconds, cpuLoad, cpuShare }
   } catch {
-    return { error: `unreadable result: ${lastLine}`, cpuLoad }
+    return { error: `unreadable result: ${lastLine}`, cpuLoad, cpuShare }
   }
 }

@@ -55,6 +55,26 @@ export function cpuLoadBetween(before, after) {
   return load
 }
 
+let clockTicksPerSecond
+/**
+ * CPU seconds used so far by this process's waited-for children, grandchildren included once
+ * their parents have waited for them (every peer reaps its child before it exits): the difference
+ * over one run is what that run's processes used. Undefined where /proc is missing.
+ */
+export function childrenCpuSeconds() {
+  let stat
+  try {
+    stat = readFileSync('/proc/self/stat', 'utf8')
+  } catch {
+    return undefined
+  }
+  clockTicksPerSecond ??= Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100
+  // The fields after the command name (which may hold spaces), from field 3 (state) on: cutime
+  // and cstime are fields 16 and 17.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[13]) + Number(fields[14])) / clockTicksPerSecond
+}
+
 /** Which code ran: the git commit of a checkout, and whether it had uncommitted changes. */
 export function describeCheckout(dir) {
   const git = (...args) => spawnSync('git', args, { cwd: dir, encoding: 'utf8', timeout: 10_000 })
