@@ -15,17 +15,40 @@ import { stateError } from './errors'
 /** The binding's handle on a socket. */
 export type SocketHandle = ReturnType<typeof native.socketOpen>
 
-/** One message waiting for the kernel; the binding reads `parts`, `fds`, `address` and `sent`. */
-export interface QueuedSend {
+/** What a send carries, checked (lib/socket.ts `#enqueue` makes it). */
+export interface Outgoing {
   parts: Uint8Array[]
   length: number
-  /** Bytes already taken by the kernel (a stream's partial write). */
-  sent: number
   fds: number[] | undefined
   ancillary: Array<[number, number, Uint8Array]> | undefined
   address: Uint8Array | undefined
-  resolve: () => void
-  reject: (error: Error) => void
+}
+
+/**
+ * One message waiting for the kernel; the binding reads `parts`, `fds`, `address` and `sent`.
+ * A class, so that every entry has one shape (the binding and the flush read thousands of them).
+ */
+export class QueuedSend {
+  /** Bytes already taken by the kernel (a stream's partial write). */
+  sent: number
+  readonly parts: Uint8Array[]
+  readonly length: number
+  readonly fds: number[] | undefined
+  readonly ancillary: Array<[number, number, Uint8Array]> | undefined
+  readonly address: Uint8Array | undefined
+  readonly resolve: () => void
+  readonly reject: (error: Error) => void
+
+  constructor(message: Outgoing, sent: number, resolve: () => void, reject: (error: Error) => void) {
+    this.sent = sent
+    this.parts = message.parts
+    this.length = message.length
+    this.fds = message.fds
+    this.ancillary = message.ancillary
+    this.address = message.address
+    this.resolve = resolve
+    this.reject = reject
+  }
 }
 
 /**
@@ -95,11 +118,11 @@ export class SendQueue {
     return this.#error
   }
 
-  push(message: Omit<QueuedSend, 'resolve' | 'reject' | 'sent'>): Promise<void> {
+  push(message: Outgoing): Promise<void> {
     if (this.#error !== undefined) return Promise.reject(this.#error)
     if (this.#state === 'idle' && message.parts.length === 1) return this.#sendNow(message)
     const promise = new Promise<void>((resolve, reject) => {
-      this.#queue.push({ ...message, sent: 0, resolve, reject })
+      this.#queue.push(new QueuedSend(message, 0, resolve, reject))
       this.#bytes += message.length
     })
     if (this.#state === 'idle') this.#openBatch()
@@ -114,7 +137,7 @@ export class SendQueue {
   }
 
   /** Nothing is queued: straight to the kernel, then open the tick's batch. */
-  #sendNow(message: Omit<QueuedSend, 'resolve' | 'reject' | 'sent'>): Promise<void> {
+  #sendNow(message: Outgoing): Promise<void> {
     let sent: number
     try {
       sent = native.socketSend(this.#handle, message.parts[0]!, message.fds, message.address, message.ancillary)
@@ -127,7 +150,7 @@ export class SendQueue {
     if (complete) return Promise.resolve()
     // Queued at the front, with what went already.
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ ...message, sent: this.#type === 'stream' ? sent : 0, resolve, reject })
+      this.#queue.push(new QueuedSend(message, this.#type === 'stream' ? sent : 0, resolve, reject))
       this.#bytes += message.length - (this.#type === 'stream' ? sent : 0)
       this.#wasFull = true
     })
