@@ -11,13 +11,13 @@ export type { ReceivedMessage, SocketType } from './lib/sync'
 export { scmRights, fdsFromAncillary, unpackFds } from './lib/ancillary'
 export type { AncillaryItem, ReceivedAncillaryItem } from './lib/ancillary'
 export type { Bytes, Data } from './lib/bytes'
-export type { SocketLike } from './lib/fd'
+export type { DescriptorLike, SocketLike } from './lib/fd'
 export type { NodeError } from './lib/errors'
 export { constants } from './lib/constants'
 export { UnixSocket } from './lib/socket'
-export type { UnixSocketOptions, SendOptions } from './lib/socket'
+export type { UnixSocketOptions, ConnectOptions, SendOptions, UnixSocketEvents } from './lib/socket'
 export { UnixServer } from './lib/server'
-export type { UnixServerOptions } from './lib/server'
+export type { UnixServerOptions, UnixServerEvents } from './lib/server'
 export { Message } from './lib/message'
 export { ReceivedFd } from './lib/received-fd'
 export { peerCredentials, scmCredentials, credentialsFromAncillary, passCredentials } from './lib/credentials'
@@ -27,7 +27,8 @@ export type { Descriptor } from './lib/bridge'
 export { listenFds, notify, notifyReady, storeFds, SD_LISTEN_FDS_START } from './lib/systemd'
 export type { ListenFd, ListenFdsOptions, NotifyOptions, NotifyState } from './lib/systemd'
 export { FrameChannel } from './lib/frames'
-export type { Frame, FrameChannelOptions, NextFrameOptions } from './lib/frames'
+export type { Frame, FrameChannelEvents, FrameChannelOptions, NextFrameOptions } from './lib/frames'
+export type { WaitOptions } from './lib/cancellation'
 export {
   sendListeners,
   receiveListeners,
@@ -49,6 +50,7 @@ export type {
   WorkerHandoff,
   WorkerListenersOptions,
   OfferOptions,
+  ListenerOfferEvents,
   TakeOptions,
   HandoffError,
 } from './lib/handoff'

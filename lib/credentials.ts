@@ -23,7 +23,7 @@ export interface Credentials {
  * The credentials of the process at the other end of a connected AF_UNIX socket, as the kernel
  * recorded them when it connected: fit for access checks.
  *
- * @example if (peerCredentials(sock).uid !== process.getuid()) sock.close()
+ * @example if (peerCredentials(sock).uid !== process.getuid?.()) sock.close()
  */
 export function peerCredentials(socket: SocketLike): Credentials {
   return native.peerCredentials(fdOf(socket))
