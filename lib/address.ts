@@ -4,6 +4,7 @@ import { getSystemErrorMap } from 'node:util'
 
 import { invalidArgType, invalidArgValue } from './errors'
 
+/** @internal */
 export function addressOf(path: unknown, name = 'path'): Buffer {
   if (typeof path !== 'string') throw invalidArgType(name, 'of type string', path)
   if (path.length === 0) throw invalidArgValue(name, path, 'must not be empty')
@@ -19,6 +20,7 @@ export function addressOf(path: unknown, name = 'path'): Buffer {
  * already in use /tmp/app.sock` (a bind made for a listen is reported as the listen, as Node does
  * for pipes). Errors without a system `code` (argument errors) are returned as they are.
  */
+/** @internal */
 export function withAddress<E extends Error>(error: E, syscall: 'connect' | 'bind' | 'listen', path: string): E {
   const { code, errno } = error as { code?: unknown; errno?: unknown }
   if (typeof code !== 'string' || !/^E[A-Z0-9]+$/.test(code)) return error

@@ -21,6 +21,7 @@ export type ReceivedAncillaryItem = [level: number, type: number, data: Buffer]
 const FD_SIZE = 4
 
 /** Checks a caller's list and returns it as `[level, type, Uint8Array]` triples. */
+/** @internal */
 export function ancillaryOf(value: unknown, name: string): Array<[number, number, Uint8Array]> {
   const list = validateArray(value, name)
   const items = new Array<[number, number, Uint8Array]>(list.length)

@@ -5,12 +5,14 @@
 import { INT32_MAX, invalidArgType, invalidArgValue, stateError, validateInteger } from './errors'
 
 /** Node's AbortError (what its own promise APIs reject with when a signal aborts them). */
+/** @internal */
 export function abortError(reason?: unknown): Error & { code: 'ABORT_ERR' } {
   const error = stateError('ABORT_ERR', 'The operation was aborted', reason === undefined ? undefined : { cause: reason })
   error.name = 'AbortError'
   return error as Error & { code: 'ABORT_ERR' }
 }
 
+/** @internal */
 export function timeoutError(message: string): Error & { code: 'ERR_SENDMSG_TIMEOUT' } {
   return stateError('ERR_SENDMSG_TIMEOUT', message) as Error & { code: 'ERR_SENDMSG_TIMEOUT' }
 }
@@ -19,6 +21,7 @@ export function timeoutError(message: string): Error & { code: 'ERR_SENDMSG_TIME
  * The options object a function was given, refusing option names it does not know: a misspelt
  * `timout` would otherwise do nothing. `undefined` is no options.
  */
+/** @internal */
 export function checkOptionNames(options: unknown, name: string, known: readonly string[]): Record<string, unknown> {
   if (options === undefined) return {}
   if (options === null || typeof options !== 'object') throw invalidArgType(name, 'of type object', options)
@@ -40,9 +43,11 @@ export interface WaitOptions {
   timeout?: number
 }
 
+/** @internal */
 export const WAIT_OPTIONS = ['signal', 'timeout'] as const
 
 /** A checked `signal` and `timeout` (milliseconds, as setTimeout takes them). */
+/** @internal */
 export function waitOptions(options: Record<string, unknown>, name: string): WaitOptions {
   const { signal, timeout } = options
   if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType(`${name}.signal`, 'an instance of AbortSignal', signal)
@@ -55,6 +60,7 @@ export function waitOptions(options: Record<string, unknown>, name: string): Wai
  * caller's signal aborts, or with ERR_SENDMSG_TIMEOUT when `timeout` ms have passed. Without
  * either it does nothing and costs nothing.
  */
+/** @internal */
 export class Deadline {
   readonly signal: AbortSignal | undefined
   readonly #controller: AbortController | undefined

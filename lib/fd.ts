@@ -60,6 +60,7 @@ export function fdOf(socket: DescriptorLike, name = 'socket'): number {
 }
 
 /** Internal: {@link fdOf} for values not yet known to be descriptor-likes (run-time checks). */
+/** @internal */
 export function descriptorOf(socket: unknown, name: string): number {
   if (isIntegerIn(socket, 0, INT32_MAX)) return socket
   if (typeof socket === 'number') return validateInteger(socket, name, 0, INT32_MAX)
@@ -74,6 +75,7 @@ export function descriptorOf(socket: unknown, name: string): number {
 }
 
 /** Internal: the numbers of a list of descriptor-likes, each checked and named `name[i]`. */
+/** @internal */
 export function descriptorsOf(list: unknown, name: string): number[] {
   if (!Array.isArray(list)) throw invalidArgType(name, 'an instance of Array', list)
   const numbers = new Array<number>(list.length)

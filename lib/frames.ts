@@ -19,6 +19,7 @@ import { UnixSocket } from './socket'
 
 const HEADER_SIZE = 6
 /** The kernel's limit for one message (Linux SCM_MAX_FD), so that a frame is one message's worth. */
+/** @internal */
 export const MAX_FDS_PER_FRAME = 253
 /**
  * With nobody consuming, the channel stops reading the socket once this many frames, or this many

@@ -13,9 +13,11 @@ import { native } from './binding'
 import { stateError } from './errors'
 
 /** The binding's handle on a socket. */
+/** @internal */
 export type SocketHandle = ReturnType<typeof native.socketOpen>
 
 /** One message waiting for the kernel; the binding reads `parts`, `fds`, `address` and `sent`. */
+/** @internal */
 export interface QueuedSend {
   parts: Uint8Array[]
   length: number
@@ -53,6 +55,7 @@ const RETRY_MAX_MS = 50
 const MESSAGE_ERRORS = new Set(['EBADF', 'EINVAL', 'EMSGSIZE', 'ETOOMANYREFS', 'EPERM', 'ENOBUFS', 'ERR_OUT_OF_RANGE'])
 
 /** What the queue tells its socket. */
+/** @internal */
 export interface SendQueueOwner {
   /** The queue emptied after having been full ('drain'). */
   drained(): void
@@ -60,6 +63,7 @@ export interface SendQueueOwner {
   emptied(): void
 }
 
+/** @internal */
 export class SendQueue {
   readonly #handle: SocketHandle
   readonly #type: SocketType
@@ -276,6 +280,7 @@ export class SendQueue {
   }
 }
 
+/** @internal */
 export function closedError(): Error {
   return stateError('ERR_SOCKET_CLOSED', 'Socket is closed')
 }

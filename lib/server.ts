@@ -47,6 +47,7 @@ export interface UnixServerEvents {
  * Internal: {@link UnixServer.listen} that throws a listen error instead of emitting it, for
  * callers that make the server as part of a synchronous step of their own.
  */
+/** @internal */
 export let listenNow: (path: string, options?: UnixServerOptions) => UnixServer
 
 /** The file a server created, so that close() removes that file and not a successor's. */

@@ -104,6 +104,7 @@ const MAX_MESSAGE_SIZE = 64 * 1024 * 1024
  * again: the binding closes its descriptor when it is collected, and this says so, as Node does
  * for a FileHandle collected while open.
  */
+/** @internal */
 export const collectedWhileOpen = new FinalizationRegistry<string>((what) => {
   process.emitWarning(`${what} was garbage-collected while open, so its descriptor was closed. Close sockets with close().`, {
     code: 'SENDMSG_SOCKET_COLLECTED',
@@ -129,6 +130,7 @@ type Consumer = 'events' | 'iterator'
 type EndState = 'open' | 'ending' | 'ended'
 
 /** Checks a socket's options; `known` are the other option names the caller takes (and stripped). */
+/** @internal */
 export function validateSocketOptions(options: unknown, known: readonly string[] = SOCKET_OPTIONS): Required<UnixSocketOptions> {
   if (options === undefined) return { maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE, allowHalfOpen: false, passCredentials: false }
   const { maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE, allowHalfOpen = false, passCredentials = false } = checkOptionNames(options, 'options', known) as UnixSocketOptions
@@ -371,7 +373,13 @@ export class UnixSocket extends EventEmitter<UnixSocketEvents> implements AsyncI
 
   #enqueue(data: Data, options: SendOptions | undefined, address: Uint8Array | undefined): Promise<void> {
     const parts = chunksOf(data, 'data')
-    if (options !== undefined && (options === null || typeof options !== 'object')) throw invalidArgType('options', 'of type object', options)
+    if (options !== undefined) {
+      if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options)
+      // A hot path: a loop over the (one or two) keys rather than checkOptionNames' list search.
+      for (const key in options) {
+        if (key !== 'fds' && key !== 'ancillary') throw invalidArgValue('options', key, `has an unknown option '${key}' (known: fds, ancillary)`)
+      }
+    }
     const fds = fdNumbersOf(options?.fds)
     const ancillary = options?.ancillary === undefined ? undefined : ancillaryOf(options.ancillary, 'options.ancillary')
     const length = totalLength(parts)
@@ -715,6 +723,7 @@ export class UnixSocket extends EventEmitter<UnixSocketEvents> implements AsyncI
  * Internal: a UnixSocket on the descriptor `from` names, which it owns from then on. If opening
  * fails, the descriptor is left where it was (the caller's number, or the ReceivedFd's slot).
  */
+/** @internal */
 export function openSocket(from: AdoptionSource, type: SocketType, options: Required<UnixSocketOptions>): UnixSocket {
   // Before the binding owns the descriptor (macOS has no SO_PASSCRED: then nothing was adopted).
   if (options.passCredentials) {
