@@ -226,7 +226,7 @@ test.serial("destroy(error) emits 'error' with it, then 'close'; isPaused() is a
   t.true(a.isPaused())
   t.is(a.destroy(boom), a)
   t.true(a.closed)
-  await new Promise((resolve) => a.on('close', resolve))
+  await new Promise<void>((resolve) => a.on('close', () => resolve()))
   t.deepEqual(events, ['error boom', 'close'])
   b.destroy()
   await once(b, 'close')
