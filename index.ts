@@ -69,7 +69,7 @@ export const SCM_RIGHTS = constants.SCM_RIGHTS
  * @example if (type === SCM_CREDENTIALS) console.log('pid', data.readInt32LE(0)) */
 export const SCM_CREDENTIALS = constants.SCM_CREDENTIALS
 /** Control message type, Linux 6.5+ only: a pidfd of the sender.
- * @example if (type === SCM_PIDFD) pidfd = data.readInt32LE(0) // yours to close */
+ * @example const pidfd = type === SCM_PIDFD ? data.readInt32LE(0) : -1 // yours to close */
 export const SCM_PIDFD = constants.SCM_PIDFD
 /** Socket option, Linux only: the kernel then attaches the sender's SCM_CREDENTIALS to every message.
  * @example const canAskForCredentials = SO_PASSCRED !== undefined */
@@ -107,8 +107,8 @@ export const MSG_EOR = constants.MSG_EOR
 /** Received flag: the datagram was longer than `maxSize` and was cut short.
  * @example if (recvmsg(sock, 16).flags & MSG_TRUNC) console.log('datagram cut short') */
 export const MSG_TRUNC = constants.MSG_TRUNC
-/** Received flag: the control data did not fit (`cmsgSize` too small).
- * @example if (recvmsg(sock, 1024, 4).flags & MSG_CTRUNC) console.log('control data cut short') */
+/** Received flag: the control data did not fit (`cmsgSize` too small; `CMSG_SPACE(4)` already holds two descriptors).
+ * @example if (recvmsg(sock, 1024, 0).flags & MSG_CTRUNC) console.log('descriptors arrived with no room for them') */
 export const MSG_CTRUNC = constants.MSG_CTRUNC
 /** Receive flag: wait for the full `maxSize` bytes (stream sockets).
  * @example const header = recvmsg(sock, 4, 0, MSG_WAITALL).data */

@@ -15,8 +15,10 @@ import {
   fdsFromAncillary,
   FrameChannel,
   listenFds,
+  MSG_CTRUNC,
   notify,
   offerListeners,
+  pipe,
   receiveListeners,
   recvmsg,
   scmRights,
@@ -265,6 +267,23 @@ test.serial('new FrameChannel(3) is ERR_INVALID_ARG_TYPE; workerListeners outsid
   } finally {
     if (saved !== undefined) process.env.SENDMSG_HANDOFF_FD = saved
   }
+})
+
+// 10. Examples that do what they say ----------------------------------------------------------------
+
+test.serial("MSG_CTRUNC's example: a cmsgSize of 0 has no room for a descriptor, which CMSG_SPACE(4) has", (t) => {
+  const [a, b] = socketpair('dgram')
+  const [r, w] = pipe()
+  sendmsg(a, 'x', [scmRights([r])])
+  sendmsg(a, 'y', [scmRights([r, w])])
+  const cut = recvmsg(b, 1024, 0)
+  t.not(cut.flags & MSG_CTRUNC, 0, 'the example prints')
+  t.deepEqual(fdsFromAncillary(cut.ancillary), [])
+  const roomy = recvmsg(b, 1024, 4)
+  t.is(roomy.flags & MSG_CTRUNC, 0, 'a 4-byte cmsgSize holds two descriptors: nothing is cut')
+  const copies = fdsFromAncillary(roomy.ancillary)
+  t.is(copies.length, 2)
+  for (const fd of [a, b, r, w, ...copies]) closeSync(fd)
 })
 
 // 6. Descriptor-likes ------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ export function toNetServer<S extends net.Server = net.Server>(fd: Descriptor, s
  * Makes a `net.Socket` of a descriptor that must be a connected TCP or AF_UNIX stream socket.
  * The socket owns the descriptor from then on.
  *
- * @example const conn = toNetSocket(msg.fds[0])
+ * @example for (const fd of msg.fds) toNetSocket(fd).end('hello')
  */
 export function toNetSocket(fd: Descriptor, options: Omit<net.SocketConstructorOpts, 'fd'> = {}): net.Socket {
   const checked = describe(fd)

@@ -62,7 +62,7 @@ export type Listeners = Readonly<Record<string, ListenerSource>>
 /**
  * What a refused handoff rejects with.
  *
- * @example if ((error as HandoffError).code === 'ERR_SENDMSG_HANDOFF') log(error.message)
+ * @example await takeListeners(path).catch((error: HandoffError) => log(error.code === 'ERR_SENDMSG_HANDOFF' ? error.message : 'other'))
  */
 export type HandoffError = Error & { code: 'ERR_SENDMSG_HANDOFF' }
 
@@ -289,7 +289,7 @@ async function receiveWithin<Name extends string>(
 /**
  * Options of {@link spawnWorker}: Node's spawn options, the listeners, and the channel's descriptor.
  *
- * @example spawnWorker(process.execPath, ['worker.js'], { listeners: { http }, env: process.env })
+ * @example spawnWorker(process.execPath, ['worker.js'], { listeners: { http: server }, env: process.env })
  */
 export interface SpawnWorkerOptions extends SpawnOptions {
   /** The listening sockets the worker gets. */
@@ -444,7 +444,7 @@ function workerSocket(fd: number | undefined): UnixSocket {
  * closed and the promise rejects (ERR_SENDMSG_TIMEOUT, or an AbortError). The channel's
  * descriptor is taken over at once: whatever fails after that closes it.
  *
- * @example const { listeners } = await workerListeners(); toNetServer(listeners.http, app)
+ * @example const { listeners } = await workerListeners({ expect: ['http'] }); toNetServer(listeners.http, app)
  */
 export async function workerListeners<const Name extends string = string>(options?: WorkerListenersOptions<Name>): Promise<WorkerHandoff<Name>> {
   if (options !== undefined && (options === null || typeof options !== 'object')) throw invalidArgType('options', 'of type object', options)
@@ -483,7 +483,7 @@ export interface OfferOptions extends WaitOptions {
 /**
  * The events of a {@link ListenerOffer} and what their listeners get.
  *
- * @example offer.on('handoff', ({ pid, uid }) => console.log(`taken by ${pid} (uid ${uid})`))
+ * @example offerListeners(path, listeners).on('handoff', ({ pid, uid }) => console.log(`taken by ${pid} (uid ${uid})`))
  */
 export interface ListenerOfferEvents {
   /** A peer acknowledged and holds the listeners: its kernel credentials. */

@@ -30,7 +30,7 @@ const SERVER_OPTIONS = ['type', 'backlog', 'maxMessageSize', 'allowHalfOpen', 'p
 /**
  * The events of a {@link UnixServer} and what their listeners get.
  *
- * @example server.on('connection', (sock) => sock.end())
+ * @example UnixServer.listen('/tmp/app.sock').on('connection', (sock) => void sock.end())
  */
 export interface UnixServerEvents {
   /** A connection was accepted. */
@@ -218,7 +218,7 @@ export class UnixServer extends EventEmitter<UnixServerEvents> implements AsyncI
    * Iterates over accepted connections until the server closes. Leaving the loop early (`break`,
    * `return`, a throw) closes the server, as it destroys Node's streams.
    *
-   * @example for await (const sock of server) serve(sock)
+   * @example for await (const sock of UnixServer.listen('/tmp/app.sock')) serve(sock)
    */
   [Symbol.asyncIterator](): AsyncIterableIterator<UnixSocket> {
     if (this.#iterating) throw stateError('ERR_SENDMSG_ALREADY_ITERATING', 'This server already has an active iterator')

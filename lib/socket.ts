@@ -351,7 +351,7 @@ export class UnixSocket extends EventEmitter<UnixSocketEvents> implements AsyncI
    * Sends one message. Resolves when the kernel has taken all of it; rejects with a Node-style
    * error (EPIPE, ECONNREFUSED, ERR_SOCKET_CLOSED, ...). Wrong arguments throw at once.
    *
-   * @example await sock.send('ready', { fds: [listener.fd] })
+   * @example await sock.send('ready', { fds: [listener] })
    */
   send(data: Data, options?: SendOptions): Promise<void> {
     return this.#enqueue(data, options, undefined)
