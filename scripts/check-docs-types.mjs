@@ -233,7 +233,11 @@ if (!existsSync(join(ts5, 'bin', 'tsc'))) {
     ['install', '--prefix', ts5Dir, '--no-save', '--no-package-lock', '--no-audit', '--no-fund', '--fetch-timeout=20000', '--fetch-retries=1', 'typescript@5'],
     { encoding: 'utf8', timeout: 120_000 },
   )
-  if (fetched.status !== 0) console.log(`TypeScript 5: skipped, it could not be fetched from the npm registry (${(fetched.stderr || fetched.error?.message || '').trim().split('\n').pop()})`)
+  if (fetched.status !== 0) {
+    // npm's first error line says why (ECONNREFUSED, ENOTFOUND, ...); its last one only where the log is.
+    const why = (fetched.stderr ?? '').split('\n').find((line) => line.startsWith('npm error')) ?? fetched.error?.message ?? `exit ${fetched.status}`
+    console.log(`TypeScript 5: skipped, it could not be fetched from the npm registry (${why.trim()})`)
+  }
 }
 if (existsSync(join(ts5, 'bin', 'tsc'))) {
   const version = JSON.parse(readFileSync(join(ts5, 'package.json'), 'utf8')).version
