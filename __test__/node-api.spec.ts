@@ -21,6 +21,7 @@ import {
   pipe,
   receiveListeners,
   recvmsg,
+  scmCredentials,
   scmRights,
   sendmsg,
   socketpair,
@@ -99,6 +100,7 @@ test.serial('unknown option names are refused with ERR_INVALID_ARG_VALUE whereve
   const [x, y] = socketpair('stream')
   t.throws(() => UnixSocket.from(x, bogus), unknownOption)
   t.throws(() => listenFds(bogus), unknownOption)
+  if (process.platform === 'linux') t.throws(() => scmCredentials(bogus), unknownOption)
   await t.throwsAsync(notify('READY=1', bogus), unknownOption)
   const [a, b] = UnixSocket.pair('stream')
   t.throws(() => a.send('x', bogus), unknownOption)
@@ -215,6 +217,14 @@ test.serial("listen(): 'listening' on the next tick, address() as net.Server's, 
   t.true(existsSync(path), "the failed server does not remove the first one's file")
   server.close()
   t.is(server.address(), undefined)
+
+  // Adopting a listening descriptor says so too, as net.Server.listen({ fd }) does.
+  const listening = UnixServer.listen(path)
+  await once(listening, 'listening')
+  const adopted = UnixServer.from(dup(listening))
+  await once(adopted, 'listening')
+  adopted.close()
+  listening.close()
 })
 
 test.serial("destroy(error) emits 'error' with it, then 'close'; isPaused() is a method", async (t) => {

@@ -148,7 +148,8 @@ export class UnixServer extends EventEmitter<UnixServerEvents> implements AsyncI
   }
 
   /**
-   * Adopts a listening AF_UNIX socket descriptor (from a supervisor, systemd, or a ReceivedFd).
+   * Adopts a listening AF_UNIX socket descriptor (from a supervisor, systemd, or a ReceivedFd);
+   * `'listening'` follows on the next tick, as for `listen()`.
    *
    * @example const server = UnixServer.from(3)
    */
@@ -160,7 +161,10 @@ export class UnixServer extends EventEmitter<UnixServerEvents> implements AsyncI
     if (!description.listening) throw invalidArgValue('fd', number, 'is not a listening socket')
     const type = socketTypeName(description.type)
     if (type !== 'stream' && type !== 'seqpacket') throw invalidArgValue('fd', number, 'is not a stream or seqpacket socket')
-    return UnixServer.#open(adoptionSource(fd), type, checked)
+    const server = UnixServer.#open(adoptionSource(fd), type, checked)
+    // As net.Server.listen({ fd }) does: the socket already listens, and says so on the next tick.
+    process.nextTick(() => server.closed || server.emit('listening'))
+    return server
   }
 
   /** A server on the descriptor `from` names, which it owns from then on (if opening succeeds). */
