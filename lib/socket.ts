@@ -656,7 +656,7 @@ export class UnixSocket extends EventEmitter<UnixSocketEvents> implements AsyncI
    * (at least one), for throughput. The batch's unclaimed descriptors are closed when the loop
    * asks for the next batch (or stops). Ends when the peer does; throws on a receive error.
    *
-   * @example for await (const batch of sock.batches()) for (const msg of batch) handle(msg.data)
+   * @example for await (const batch of sock.batches()) for (const msg of batch) handle(msg.data, msg.fds)
    */
   batches(): AsyncIterableIterator<Message[]> {
     return this.#iterate(true)
