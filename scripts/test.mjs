@@ -33,7 +33,7 @@ await runAll([
     count: countAva,
   },
   {
-    name: 'portable suite on Node, Node with the poller thread, Bun and Deno',
+    name: 'portable suite on Node 20, 22 and 24, Node with the poller thread, Bun and Deno',
     command: process.execPath,
     args: ['scripts/test-portable.mjs'],
     count: countSummary,
