@@ -26,6 +26,9 @@ pub enum Role {
   Connection,
   /// Accepts connections (a listening stream or seqpacket socket).
   Listener,
+  /// Sends and receives UDP datagrams with their metadata, and reads ICMP errors from the error
+  /// queue (see `udp/`); its state is [`EventSocket::udp`].
+  Udp,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -66,6 +69,8 @@ pub struct Events {
   pub end: Option<Reference>,
   pub error: Option<Reference>,
   pub connection: Option<Reference>,
+  /// UDP: an ICMP error read from the error queue.
+  pub icmp_error: Option<Reference>,
 }
 
 /// Which of [`Events`] to call.
@@ -76,6 +81,7 @@ pub enum Event {
   End,
   Error,
   Connection,
+  IcmpError,
 }
 
 /// What the socket needs to call into JavaScript; dropped on close (after any call in progress).
@@ -105,6 +111,7 @@ impl JsSide {
       Event::End => &self.events.end,
       Event::Error => &self.events.error,
       Event::Connection => &self.events.connection,
+      Event::IcmpError => &self.events.icmp_error,
     };
     let (Some(owner), Some(function)) = (
       self.owner.borrow().get(),
@@ -132,6 +139,8 @@ pub struct EventSocket {
   referenced: Cell<bool>,
   watcher: RefCell<Option<Watcher>>,
   js: RefCell<Option<Rc<JsSide>>>,
+  /// A UDP socket's own state (`Role::Udp`); None for the others.
+  pub udp: Option<super::udp::UdpState>,
 }
 
 impl EventSocket {
@@ -144,6 +153,7 @@ impl EventSocket {
     role: Role,
     slot_size: usize,
     js: JsSide,
+    udp: Option<super::udp::UdpState>,
   ) -> std::result::Result<Rc<Self>, (SysError, OwnedFd)> {
     if let Err(err) = sendmsg_core::fd::set_nonblocking(&fd, true) {
       return Err((err, fd));
@@ -161,6 +171,7 @@ impl EventSocket {
       referenced: Cell::new(true),
       watcher: RefCell::new(None),
       js: RefCell::new(Some(Rc::new(js))),
+      udp,
     });
     let target: Rc<dyn Ready> = socket.clone();
     match Watcher::new(env.raw(), socket.fd, target) {
@@ -314,6 +325,15 @@ impl Ready for EventSocket {
       // finishes its direction, so this cannot spin. A listening socket has no such error.
       Some(status) => match self.role {
         Role::Connection if self.interest_changed().is_ok() => (true, true),
+        // On a UDP socket POLLERR means an ICMP error is queued: read the queue (which clears
+        // it, so the next poll does not fire for it again), then carry on as above.
+        Role::Udp => {
+          super::udp::receive::drain_errors(&self);
+          if self.interest_changed().is_err() || !self.is_open() {
+            return;
+          }
+          (true, true)
+        }
         _ => {
           self.fail_reading(SysError::new("poll", Errno::from_raw(-status)));
           return;
@@ -324,6 +344,7 @@ impl Ready for EventSocket {
       match self.role {
         Role::Connection => super::receive::drain(&self),
         Role::Listener => super::receive::accept_all(&self),
+        Role::Udp => super::udp::receive::drain(&self),
       }
     }
     if writable && self.writing.get() == Writing::AwaitingWritable && self.is_open() {
