@@ -176,6 +176,8 @@ export class UdpMessage {
 }
 
 const MSG_TRUNC = constants.MSG_TRUNC
+/** The largest UDP payload (65,535 less the UDP and IPv4 headers); a GSO buffer too. */
+const MAX_UDP_PAYLOAD = 65_507
 
 /**
  * An ICMP error the kernel queued for a datagram this socket sent: a Node-style error (`code`
@@ -475,6 +477,7 @@ export class UdpSocket extends EventEmitter implements AsyncDisposable {
     // One buffer per datagram: the binding sends each transmit from one slice.
     const parts = chunks.length === 1 ? chunks : [Buffer.concat(chunks)]
     const length = totalLength(parts)
+    if (length > MAX_UDP_PAYLOAD) throw outOfRange('data.length', `at most ${MAX_UDP_PAYLOAD} bytes (one UDP datagram, or one GSO buffer)`, length)
     let ecn = -1
     let segmentSize = -1
     let source: string | undefined
