@@ -120,7 +120,13 @@ export class SendQueue {
     if (this.#error !== undefined) return Promise.reject(this.#error)
     if (this.#state === 'idle' && message.parts.length === 1) return this.#sendNow(message)
     const promise = new Promise<void>((resolve, reject) => {
-      this.#queue.push({ ...message, sent: 0, resolve, reject })
+      // The caller's object becomes the entry (every caller passes a fresh one): a copy per
+      // message is a measurable share of a batched send.
+      const entry = message as QueuedSend
+      entry.sent = 0
+      entry.resolve = resolve
+      entry.reject = reject
+      this.#queue.push(entry)
       this.#bytes += message.length
     })
     if (this.#state === 'idle') this.#openBatch()

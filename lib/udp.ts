@@ -58,6 +58,10 @@ export interface UdpSocketOptions {
   timestamps?: boolean
   /** Set Don't Fragment: a datagram too large for the path fails, and 'icmpError' says the path's MTU. Default false. */
   dontFragment?: boolean
+  /** SO_RCVBUF in bytes, as in `dgram.createSocket` (capped by net.core.rmem_max). Default: the system's. */
+  recvBufferSize?: number
+  /** SO_SNDBUF in bytes, as in `dgram.createSocket` (capped by net.core.wmem_max). Default: the system's. */
+  sendBufferSize?: number
 }
 
 /**
@@ -202,7 +206,9 @@ export interface IcmpError extends Error {
 
 type Lifecycle = 'open' | 'closed'
 
-const DEFAULTS: Required<UdpSocketOptions> = {
+type CheckedOptions = Required<Omit<UdpSocketOptions, 'recvBufferSize' | 'sendBufferSize'>> & Pick<UdpSocketOptions, 'recvBufferSize' | 'sendBufferSize'>
+
+const DEFAULTS: CheckedOptions = {
   ipv6Only: false,
   maxMessageSize: 65535,
   gro: false,
@@ -212,9 +218,11 @@ const DEFAULTS: Required<UdpSocketOptions> = {
   ttl: false,
   timestamps: false,
   dontFragment: false,
+  recvBufferSize: undefined,
+  sendBufferSize: undefined,
 }
 
-function validateOptions(options: unknown): Required<UdpSocketOptions> {
+function validateOptions(options: unknown): CheckedOptions {
   if (options === undefined) return DEFAULTS
   if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options)
   const checked = { ...DEFAULTS }
@@ -225,6 +233,8 @@ function validateOptions(options: unknown): Required<UdpSocketOptions> {
     if (value === undefined) continue
     if (key === 'maxMessageSize') {
       checked.maxMessageSize = validateInteger(value, 'options.maxMessageSize', 1, 65535)
+    } else if (key === 'recvBufferSize' || key === 'sendBufferSize') {
+      checked[key] = validateInteger(value, `options.${key}`, 1, 2 ** 31 - 1)
     } else if (typeof value !== 'boolean') {
       throw invalidArgType(`options.${key}`, 'of type boolean', value)
     } else {
@@ -257,7 +267,7 @@ function portOf(port: unknown, name: string, min: number): number {
 let construct: () => UdpSocket
 
 /** Set by the static constructors for the private constructor. */
-let opening: { from: AdoptionSource; type: UdpType; options: Required<UdpSocketOptions> } | undefined
+let opening: { from: AdoptionSource; type: UdpType; options: CheckedOptions } | undefined
 
 /**
  * A UDP socket in the event loop with per-datagram metadata.
@@ -284,12 +294,12 @@ export class UdpSocket extends EventEmitter implements AsyncDisposable {
     opening = undefined
     if (args === undefined) throw stateError('ERR_ILLEGAL_CONSTRUCTOR', 'Use UdpSocket.create(), bound() or from()')
     this.#type = args.type
-    const { maxMessageSize, gro, splitSegments, ecn, pktinfo, ttl, timestamps, dontFragment } = args.options
+    const { maxMessageSize, gro, splitSegments, ecn, pktinfo, ttl, timestamps, dontFragment, recvBufferSize, sendBufferSize } = args.options
     // Owned by the binding from here on; if opening fails, it is still where it came from.
     this.#handle = native.udpOpen(
       args.from.source,
       args.from.index,
-      { maxMessageSize, gro, splitSegments, ecn, pktinfo, ttl, timestamps, dontFragment },
+      { maxMessageSize, gro, splitSegments, ecn, pktinfo, ttl, timestamps, dontFragment, recvBufferSize, sendBufferSize },
       this,
       UdpSocket.#events,
     )
@@ -609,7 +619,7 @@ export class UdpSocket extends EventEmitter implements AsyncDisposable {
   }
 }
 
-function open(from: AdoptionSource, type: UdpType, options: Required<UdpSocketOptions>): UdpSocket {
+function open(from: AdoptionSource, type: UdpType, options: CheckedOptions): UdpSocket {
   opening = { from, type, options }
   try {
     return construct()

@@ -221,3 +221,22 @@ pub fn gso_max_segments(fd: impl AsFd) -> usize {
     1
   }
 }
+
+/// Whether ICMP errors can be read one by one from an error queue here (Linux); elsewhere they
+/// are only the socket's pending error.
+pub fn has_error_queue() -> bool {
+  platform::HAS_ERROR_QUEUE
+}
+
+/// `SO_RCVBUF`: room for received datagrams not yet read (the kernel doubles it for its own
+/// bookkeeping, and caps it at `net.core.rmem_max`). What arrives beyond it is dropped.
+pub fn set_receive_buffer_size(fd: RawFd, bytes: u32) -> SysResult<()> {
+  let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+  set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes).syscall("setsockopt")
+}
+
+/// `SO_SNDBUF`: room for datagrams sent and not yet on the wire (capped at `net.core.wmem_max`).
+pub fn set_send_buffer_size(fd: RawFd, bytes: u32) -> SysResult<()> {
+  let bytes = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+  set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, bytes).syscall("setsockopt")
+}

@@ -63,6 +63,10 @@ pub struct UdpOpenOptions {
   pub timestamps: bool,
   /// Set Don't Fragment: too-large datagrams fail and report the path MTU instead.
   pub dont_fragment: bool,
+  /// SO_RCVBUF, when given.
+  pub recv_buffer_size: Option<u32>,
+  /// SO_SNDBUF, when given.
+  pub send_buffer_size: Option<u32>,
 }
 
 /// A new UDP socket (close-on-exec, non-blocking), for `udp_open`; the caller owns it until then.
@@ -125,6 +129,12 @@ fn open<'env>(
     let enabled = udp_socket::enable(fd.as_raw_fd(), family, &receive)?;
     if options.dont_fragment {
       udp_socket::set_dont_fragment(fd.as_raw_fd(), family)?;
+    }
+    if let Some(bytes) = options.recv_buffer_size {
+      udp_socket::set_receive_buffer_size(fd.as_raw_fd(), bytes)?;
+    }
+    if let Some(bytes) = options.send_buffer_size {
+      udp_socket::set_send_buffer_size(fd.as_raw_fd(), bytes)?;
     }
     let mut sender = UdpSender::new(family, udp_socket::gso_max_segments(&fd) > 1);
     sender.set_peer(udp_socket::peer_address(fd.as_raw_fd())?);
