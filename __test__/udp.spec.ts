@@ -241,6 +241,26 @@ test.serial('connect, send, remoteAddress; adoption with from(fd) and the dgram 
   })
 })
 
+test.serial('close: queued sends reject, later ones too, methods say the socket is not running', async (t) => {
+  await withoutLeaks(t, async () => {
+    const rx = UdpSocket.bound(0, '127.0.0.1')
+    const tx = UdpSocket.bound(0, '127.0.0.1', { recvBufferSize: 1 << 20, sendBufferSize: 1 << 20 })
+    const port = rx.address().port
+    const first = tx.sendTo('goes now', port, '127.0.0.1')
+    const queued = tx.sendTo('queued in this tick', port, '127.0.0.1')
+    const closed = once(tx, 'close')
+    tx.close()
+    await first
+    await t.throwsAsync(queued, { code: 'ERR_SOCKET_CLOSED' })
+    await t.throwsAsync(tx.sendTo('after', port, '127.0.0.1'), { code: 'ERR_SOCKET_CLOSED' })
+    t.throws(() => tx.address(), { code: 'ERR_SOCKET_DGRAM_NOT_RUNNING' })
+    t.is(tx.fd, -1)
+    tx.close()
+    await closed
+    rx.close()
+  })
+})
+
 /** Opens two sockets, runs `body`, closes both whatever happens. */
 async function using_(a: UdpSocket, b: UdpSocket, body: (a: UdpSocket, b: UdpSocket) => Promise<void>): Promise<void> {
   try {

@@ -275,3 +275,92 @@ pub fn is_icmp_errno(errno: Errno) -> bool {
       | Errno::EPROTO
   )
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  /// Lays out `transmits` as `send_once` would (without GSO: one message per segment) and asks
+  /// what the first `sent` messages completed.
+  fn progress_after(transmits: &[Transmit<'_>], sent: usize) -> SendProgress {
+    let mut sender = UdpSender::new(Family::V4, false);
+    for (i, transmit) in transmits.iter().enumerate() {
+      let step = transmit
+        .segment_size
+        .unwrap_or(transmit.contents.len().max(1));
+      let mut offset = 0;
+      loop {
+        let end = (offset + step).min(transmit.contents.len());
+        sender.iovecs.push(libc::iovec {
+          iov_base: transmit.contents[offset..end].as_ptr() as *mut libc::c_void,
+          iov_len: end - offset,
+        });
+        sender.owners.push(i);
+        offset = end;
+        if offset >= transmit.contents.len() {
+          break;
+        }
+      }
+    }
+    sender.progress(transmits, sent)
+  }
+
+  #[test]
+  fn a_transmit_cut_short_reports_the_bytes_that_went() {
+    let to = "127.0.0.1:9".parse().unwrap();
+    let run = [0u8; 3000];
+    let transmits = [
+      Transmit::to(to, b"first"),
+      Transmit {
+        segment_size: Some(1000),
+        ..Transmit::to(to, &run)
+      },
+      Transmit::to(to, b"last"),
+    ];
+    // Messages: first, run[0..1000], run[1000..2000], run[2000..3000], last.
+    assert_eq!(
+      progress_after(&transmits, 0),
+      SendProgress {
+        transmits: 0,
+        bytes: 0
+      }
+    );
+    assert_eq!(
+      progress_after(&transmits, 1),
+      SendProgress {
+        transmits: 1,
+        bytes: 0
+      }
+    );
+    assert_eq!(
+      progress_after(&transmits, 3),
+      SendProgress {
+        transmits: 1,
+        bytes: 2000
+      }
+    );
+    assert_eq!(
+      progress_after(&transmits, 4),
+      SendProgress {
+        transmits: 2,
+        bytes: 0
+      }
+    );
+    assert_eq!(
+      progress_after(&transmits, 5),
+      SendProgress {
+        transmits: 3,
+        bytes: 0
+      }
+    );
+    // An empty datagram is a whole transmit too.
+    let empty = [Transmit::to(to, b""), Transmit::to(to, b"x")];
+    assert_eq!(
+      progress_after(&empty, 1),
+      SendProgress {
+        transmits: 1,
+        bytes: 0
+      }
+    );
+  }
+}
