@@ -209,6 +209,12 @@ test.serial('recvmsg re-entered from user code while its result is built does no
 })
 
 test.serial("from() on a descriptor the loop already watches reports EEXIST itself and leaves it with its owner", async (t) => {
+  if (process.env.SENDMSG_REACTOR === 'thread') {
+    // The poller thread has an epoll of its own, which does not see what libuv watches.
+    t.log('not applicable with SENDMSG_REACTOR=thread: only libuv knows what else it watches')
+    t.pass()
+    return
+  }
   const before = openFds()
   const [x, y] = socketpair('stream')
   const node = new net.Socket({ fd: x! })

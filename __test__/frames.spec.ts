@@ -45,6 +45,11 @@ test.serial('descriptors that no frame declares are an error even when every rea
     } catch {
       break
     }
+    // Until the channel has read this message: its descriptors are then installed here (held, or
+    // closed with the error). Waited for, not assumed after one turn: readiness may come from
+    // another thread (SENDMSG_REACTOR=thread) and the machine may be busy.
+    const held = 4 + 253 * (sent + 1)
+    for (let k = 0; k < 600 && refusedAt === undefined && openFds() - before < held; k++) await sleep(5)
     await turn()
     peak = Math.max(peak, openFds() - before)
   }

@@ -276,7 +276,7 @@ function syncCalls(p: Pool): fc.Arbitrary<Call> {
     call('new ReceivedFd', fc.tuple(fc.oneof(fc.constant('fresh'), hostile), fc.constantFrom('take', 'close', 'dispose', 'fd', 'released', 'toString')), (fd: unknown, method: string) => {
       // A ReceivedFd owns (and closes) the number it is given: only a descriptor this test made,
       // or a number checked not to be open at the moment of the call.
-      const received = (fd === 'fresh' ? adoptFresh(fd, (number) => new ReceivedFd(number as number)) : new ReceivedFd(neverOurs(fd) as number)) as ReceivedFd
+      const received = adoptFresh(fd, (number) => new ReceivedFd(number as number)) as ReceivedFd
       try {
         if (method === 'take') return closeAll([received.take()])
         if (method === 'dispose') return received[Symbol.dispose]()
@@ -337,7 +337,8 @@ function runSync(call: Call): void {
  * succeeds and which is closed here if it refuses.
  */
 function adoptFresh(fd: unknown, from: (fd: unknown) => unknown): unknown {
-  if (fd !== 'fresh') return from(fd)
+  // Checked again now, not only when generated: a number free then may have been opened since.
+  if (fd !== 'fresh') return from(neverOurs(fd))
   const [end, other] = api.socketpair('dgram')
   closeSync(other!)
   try {

@@ -1,10 +1,10 @@
-// Node's own net module, for benchmark/run.mjs: request/response round trips of 64 bytes over a
+// The Node `net` contender of benchmark/run.mjs: request/response round trips of 64 bytes over a
 // Unix stream socket between two Node processes (no descriptors: net cannot pass them). It shows
-// what Node's event loop itself costs per round trip.
+// what Node's own event loop and streams cost per round trip. `warmup` untimed round trips first.
 //
-//   node net-peer.mjs <payload> <count>
+//   node net-peer.mjs <payload> <count> <warmup>
 // Prints one JSON line: {"messages":N,"seconds":S}. Exits non-zero if the child exits before the
-// run is over; on SIGTERM (benchmark/run.mjs's time limit) it stops the child first.
+// run is over; on SIGTERM (run.mjs's time limit) it stops the child first.
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -12,10 +12,12 @@ import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { guardChild, printResult, startClock } from './lib/peer-process.mjs'
 
-const [payloadArg, countArg, role, path] = process.argv.slice(2)
+const [payloadArg, countArg, warmupArg, role, path] = process.argv.slice(2)
 const payload = Number(payloadArg)
 const count = Number(countArg)
+const warmup = Number(warmupArg)
 
 if (role === 'child') {
   let pending = 0
@@ -35,39 +37,34 @@ if (role === 'child') {
   const socketPath = join(dir, 'net.sock')
   const server = net.createServer().listen(socketPath)
   await once(server, 'listening')
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), payloadArg, countArg, 'child', socketPath], { stdio: 'inherit' })
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), payloadArg, countArg, warmupArg, 'child', socketPath], { stdio: 'inherit' })
   // However this process ends (a crash included), the socket's folder goes.
   process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
-  let finished = false
-  child.once('exit', (code, signal) => {
-    if (finished) return process.exit(0)
-    console.error(`net-peer.mjs: the child exited (${code ?? signal}) before the run was over`)
-    process.exit(1)
-  })
-  process.once('SIGTERM', () => {
-    child.kill('SIGKILL')
-    process.exit(1)
-  })
+  const guard = guardChild(child, 'net-peer.mjs')
   const [socket] = await once(server, 'connection')
-  let reply
-  let received = 0
-  socket.on('data', (data) => {
-    received += data.length
-    if (received >= payload) {
-      received -= payload
-      reply()
-    }
-  })
   const data = Buffer.alloc(payload)
-  const start = process.hrtime.bigint()
-  for (let i = 0; i < count; i++) {
-    const answered = new Promise((resolve) => (reply = resolve))
-    socket.write(data)
-    await answered
-  }
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9
-  console.log(JSON.stringify({ messages: count, seconds }))
-  finished = true
+  // Round trips driven from the 'data' handler, as sendmsg-peer.mjs and ceiling-peer.mjs do.
+  let onReply
+  socket.on('data', (chunk) => onReply(chunk))
+  const roundTrips = (n) =>
+    new Promise((resolve) => {
+      let remaining = n
+      let received = 0
+      onReply = (chunk) => {
+        received += chunk.length
+        if (received < payload) return
+        received -= payload
+        if (--remaining === 0) resolve()
+        else socket.write(data)
+      }
+      socket.write(data)
+    })
+  if (warmup > 0) await roundTrips(warmup)
+  const stop = startClock()
+  await roundTrips(count)
+  const seconds = stop()
+  printResult(count, seconds)
+  guard.finish()
   // The child exits on end-of-file; its exit ends this process.
   socket.destroy()
   server.close()

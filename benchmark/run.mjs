@@ -1,99 +1,133 @@
 #!/usr/bin/env node
-// The benchmark: this package between two Node processes, side by side with the same scenario in C
-// (native/peer.c, compiled here), with Node's own net module for round trips (what Node's event
-// loop itself costs), and with Node's subprocess.send(message, handle) for handing over listening
-// sockets. Each figure is the median of several runs, printed with its ratio to C (or to Node's
-// handle passing).
+// The benchmark (`npm run bench`): this package between two Node processes, beside the same
+// scenario in C (the kernel's cost), a minimal Node-API addon (the least any event-loop design in
+// Node can do: "the ceiling"), Node's own net module and Node's own handle passing.
 //
-// Two placements: both processes pinned to one vCPU (the kernel's own cost, no cross-CPU wakeups),
-// and free to run on any CPU. `npm run bench`; `npm run bench -- --quick` for fewer runs.
-import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
-import { cpus } from 'node:os'
-import { dirname, join } from 'node:path'
+// What makes the figures honest:
+//   - every contender runs an untimed warm-up first (V8 compiles for tens of thousands of round
+//     trips; C gets the same warm-up), and only then starts the clock;
+//   - every figure is the median of several runs, printed with min and max; contenders alternate
+//     run by run (A B C A B C ...), so per-run ratios are paired and load changes hit all alike;
+//   - the processor, CPU count, Node, kernel and the load during the runs are printed with it.
+// Two placements: both processes pinned to one vCPU (taskset: the code's own cost, no cross-CPU
+// wakeups) and free to run on any CPU.
+//
+//   node benchmark/run.mjs [--quick] [--runs=N] [--only=round,dgram] [--placement=pinned|free]
+//                          [--compare=/path/to/other/checkout] [--json[=file]]
+// --quick      fewer runs and shorter timed runs (the warm-up stays whole), for development
+// --compare    runs the other checkout's build of the package beside this one, run for run (it
+//              must be built: `npm run build` there), and prints this / other per row
+// --json       all raw samples as JSON: to stdout (the tables then go to stderr), or to a file
+import { writeFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { buildNative } from './lib/build.mjs'
+import { printComparison, printPlacement, printSystem, printTargets } from './lib/report.mjs'
+import { canPin, PINNED_CPU, runPeer } from './lib/run-peer.mjs'
+import { scenarios } from './lib/scenarios.mjs'
+import { describeCheckout, describeSystem, loadAverage } from './lib/system.mjs'
 
-const here = dirname(fileURLToPath(import.meta.url))
-const quick = process.argv.includes('--quick')
-const RUNS = quick ? 1 : 3
-const SCALE = quick ? 0.25 : 1
-
-const build = join(here, '.build')
-mkdirSync(build, { recursive: true })
-const cPeer = join(build, 'peer')
-execFileSync(process.env.CC ?? 'cc', ['-O2', '-o', cPeer, join(here, 'native', 'peer.c')], { stdio: 'inherit', timeout: 120_000, killSignal: 'SIGKILL' })
-
-const hasTaskset = process.platform === 'linux' && spawnSync('taskset', ['-c', '0', 'true']).status === 0
-const placements = hasTaskset ? ['one vCPU', 'free'] : ['free']
-
-// A hang guard, not a measurement: the slowest full-size run takes a few seconds. SIGTERM, so
-// that the peer stops its child (a datagram child would not notice its parent going).
-const RUN_LIMIT_MS = 180_000
-
-/** Runs a peer command and returns messages per second. */
-function rate(command, args, placement) {
-  const [cmd, argv] = placement === 'one vCPU' ? ['taskset', ['-c', '0', command, ...args]] : [command, args]
-  const out = execFileSync(cmd, argv, { cwd: here, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: RUN_LIMIT_MS, killSignal: 'SIGTERM' })
-  const { messages, seconds } = JSON.parse(out.trim().split('\n').pop())
-  return messages / seconds
-}
-
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)]
-}
-
-function measure(command, args, placement) {
-  return median(Array.from({ length: RUNS }, () => rate(command, args, placement)))
-}
-
-const n = (count) => String(Math.max(1000, Math.round(count * SCALE)))
-// [name, mode, type, payload, fds per message, messages, target ratio, unit]
-const scenarios = [
-  ['64 B messages one way, stream', 'oneway', 'stream', 64, 0, n(400000), 0.7, 'msg'],
-  ['64 B messages one way, seqpacket', 'oneway', 'seqpacket', 64, 0, n(400000), 0.7, 'msg'],
-  ['64 B messages one way, dgram', 'oneway', 'dgram', 64, 0, n(400000), 0.7, 'msg'],
-  ['1 fd per message, stream', 'oneway', 'stream', 64, 1, n(200000), 0.75, 'fd'],
-  ['16 fds per message, stream', 'oneway', 'stream', 64, 16, n(40000), 0.75, 'fd'],
-  ['round trips, no fd, stream', 'roundtrip', 'stream', 64, 0, n(20000), 0.85, 'rt'],
-  ['round trips, 1 fd, stream', 'roundtrip', 'stream', 64, 1, n(20000), 0.85, 'rt'],
-]
-
-const rows = []
-const fmt = (x) => Math.round(x).toLocaleString('en-US')
-console.log(`sendmsg benchmark: ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}, ${RUNS} run(s) each, median`)
-for (const placement of placements) {
-  console.log(`\n## both processes ${placement === 'one vCPU' ? 'pinned to one vCPU' : 'free to run on any CPU'}\n`)
-  console.log('| scenario | C | sendmsg (Node) | ratio | target | Node net, for scale |')
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: |')
-  for (const [name, mode, type, payload, fds, count, target, unit] of scenarios) {
-    const args = [mode, type, String(payload), String(fds), count]
-    const c = measure(cPeer, args, placement)
-    const ours = measure(process.execPath, ['peer.mjs', ...args], placement)
-    const perUnit = unit === 'fd' ? fds : 1
-    const label = unit === 'fd' ? 'fds/s' : unit === 'rt' ? 'round trips/s' : 'msg/s'
-    const ratio = ours / c
-    let netColumn = ''
-    if (mode === 'roundtrip' && fds === 0) {
-      const viaNet = measure(process.execPath, ['net-peer.mjs', String(payload), count], placement)
-      netColumn = `${fmt(viaNet)} ${label} (${(viaNet / c).toFixed(2)})`
+function parseOptions(argv) {
+  const options = { quick: false, runs: undefined, only: [], placements: undefined, compare: undefined, json: undefined }
+  for (const arg of argv) {
+    const [flag, value] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined]
+    if (flag === '--quick') options.quick = true
+    else if (flag === '--runs' && Number(value) >= 1) options.runs = Math.floor(Number(value))
+    else if (flag === '--only' && value) options.only = value.split(',')
+    else if (flag === '--placement' && (value === 'pinned' || value === 'free')) options.placements = [value]
+    else if (flag === '--compare' && value) options.compare = resolve(value)
+    else if (flag === '--json') options.json = value ?? '-'
+    else {
+      console.error(`run.mjs: unknown or incomplete option ${arg} (see the comment at the top of benchmark/run.mjs)`)
+      process.exit(2)
     }
-    rows.push({ placement, name, c: c * perUnit, ours: ours * perUnit, ratio, target })
-    console.log(`| ${name} | ${fmt(c * perUnit)} ${label} | ${fmt(ours * perUnit)} ${label} | ${ratio.toFixed(2)} | ${target.toFixed(2)} | ${netColumn} |`)
   }
-  // Handing over listening sockets: ours against Node's own handle passing (no C peer).
-  const handoffs = n(20000)
-  const nodeCount = String(Math.max(200, Math.round(Number(handoffs) / 10)))
-  const node = measure(process.execPath, ['node-ipc-peer.mjs', nodeCount], placement)
-  const raw = measure(process.execPath, ['peer.mjs', 'handoff', 'stream', '1', '1', handoffs], placement)
-  const wrapped = measure(process.execPath, ['peer.mjs', 'handoff-server', 'stream', '1', '1', handoffs], placement)
-  console.log('\n| listening TCP sockets handed to a child, one per message | per second | ratio to Node | target |')
-  console.log('| --- | ---: | ---: | ---: |')
-  console.log(`| Node subprocess.send(msg, server): child gets a net.Server | ${fmt(node)} | 1.0x | |`)
-  console.log(`| sendmsg: child owns the listening descriptor | ${fmt(raw)} | ${(raw / node).toFixed(1)}x | 20x |`)
-  console.log(`| sendmsg: child owns it and makes a listening net.Server of it | ${fmt(wrapped)} | ${(wrapped / node).toFixed(1)}x | |`)
-  rows.push({ placement, name: 'listening sockets handed over vs Node', c: node, ours: raw, ratio: raw / node, target: 20 })
+  return options
 }
-const missed = rows.filter((row) => row.ratio < row.target)
-console.log(`\n${rows.length - missed.length} of ${rows.length} figures meet their target.`)
-for (const row of missed) console.log(`  below target (${row.placement}): ${row.name}: ${row.ratio.toFixed(2)} < ${row.target}`)
+
+const options = parseOptions(process.argv.slice(2))
+const RUNS = options.runs ?? (options.quick ? 3 : 5)
+const SCALE = options.quick ? 0.25 : 1
+// Tables go to stdout unless the JSON does; progress always goes to stderr.
+const out = options.json === '-' ? (line) => console.error(line) : (line) => console.log(line)
+// On a terminal, one status line rewritten in place; otherwise (a log) one line per row.
+const progress = (text, rowStart) => {
+  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K${text}`)
+  else if (rowStart) console.error(text)
+}
+
+const { cPeer, ceilingError } = buildNative()
+if (ceilingError) console.error(`run.mjs: the minimal Node-API addon was not built, its rows will say so:\n${ceilingError}`)
+const rowsToRun = scenarios({ cPeer, ceilingError, compare: options.compare, scale: SCALE }).filter(
+  (row) => options.only.length === 0 || options.only.some((text) => row.name.includes(text)),
+)
+const pinnable = canPin()
+const placements = (options.placements ?? ['pinned', 'free']).filter((p) => p === 'free' || pinnable)
+const titles = { pinned: `both processes pinned to one vCPU (taskset -c ${PINNED_CPU})`, free: 'both processes free to run on any CPU' }
+
+const system = describeSystem()
+const checkout = describeCheckout(dirname(fileURLToPath(import.meta.url)))
+const compared = options.compare && describeCheckout(options.compare)
+const loadBefore = loadAverage()
+const startedAt = new Date().toISOString()
+const results = []
+for (const placement of placements) {
+  const rows = rowsToRun.map((row) => ({
+    ...row,
+    reference: row.reference ?? 'c',
+    contenders: row.contenders.map((contender) => ({ ...contender, samples: [] })),
+  }))
+  for (const row of rows) {
+    const runnable = row.contenders.filter((contender) => !contender.unavailable)
+    for (let run = 0; run < RUNS; run++) {
+      for (const contender of runnable) {
+        progress(`${placement}: ${row.name}: run ${run + 1}/${RUNS}: ${contender.label}`, run === 0 && contender === runnable[0])
+        const sample = runPeer(contender, placement)
+        if (sample.error) console.error(`\nrun.mjs: ${placement}, ${row.name}, ${contender.label}, run ${run + 1} failed: ${sample.error}`)
+        contender.samples.push(sample)
+      }
+    }
+  }
+  progress('')
+  results.push({ placement, rows })
+}
+const loadAfter = loadAverage()
+
+printSystem(out, { system, checkout, loadBefore, loadAfter, runs: RUNS, quick: options.quick })
+const missed = []
+for (const { placement, rows } of results) {
+  printPlacement(out, { placement, title: titles[placement], rows, pinnedCpu: PINNED_CPU })
+  for (const miss of printTargets(out, rows)) missed.push({ placement, ...miss })
+  if (options.compare) printComparison(out, rows, `${options.compare} (${compared.commit ?? 'not a git checkout'})`)
+}
+if (!pinnable) out('\n(taskset is not available here: no pinned figures)')
+if (missed.length > 0) {
+  out('\nbelow target:')
+  for (const miss of missed) out(`  ${miss.placement}: ${miss.what}: ${miss.ratio.toFixed(2)}`)
+}
+
+if (options.json !== undefined) {
+  const document = {
+    startedAt,
+    system,
+    loadAverage: { before: loadBefore, after: loadAfter },
+    runs: RUNS,
+    quick: options.quick,
+    checkout,
+    compare: options.compare ? { path: options.compare, ...compared } : null,
+    results: results.map(({ placement, rows }) => ({
+      placement,
+      rows: rows.map((row) => ({
+        name: row.name,
+        unit: row.unit,
+        perMessage: row.perMessage,
+        reference: row.reference,
+        targets: row.targets,
+        contenders: row.contenders.map(({ id, label, command, args, unavailable, samples }) => ({ id, label, command, args, unavailable, samples })),
+      })),
+    })),
+  }
+  const text = JSON.stringify(document, null, 2)
+  if (options.json === '-') console.log(text)
+  else writeFileSync(options.json, `${text}\n`)
+}

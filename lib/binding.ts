@@ -22,16 +22,56 @@ export const PREBUILT_TARGETS: readonly string[] = [
 /** This process's napi-rs target name: platform, arch and, on Linux, the C library. */
 export function runningTarget(): string {
   if (process.platform !== 'linux') return `${process.platform}-${process.arch}`
-  // Node reports the glibc it runs on; a Node built against musl has no such field.
-  const header = (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header
+  let header: { glibcVersionRuntime?: string } | undefined
+  try {
+    // Node reports the glibc it runs on; a Node built against musl has no such field.
+    header = (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header
+  } catch {
+    // Deno without --allow-sys refuses the report (NotCapable). Deno itself is built for glibc
+    // only, so that is the runtime's C library.
+    return `linux-${process.arch}-gnu`
+  }
   return `linux-${process.arch}-${header?.glibcVersionRuntime === undefined ? 'musl' : 'gnu'}`
+}
+
+/** The permissions Deno needs to load the addon, and why. */
+const DENO_PERMISSIONS = '--allow-ffi (to load a native addon), --allow-read (to read it) and --allow-env (its loader reads NAPI_RS_NATIVE_LIBRARY_PATH)'
+
+/**
+ * Deno's refusal of a permission, if that is what `cause` is or holds (the generated loader chains
+ * the errors of each path it tried through `cause`): the flag it asks for, or '' if none is named.
+ */
+function deniedDenoPermission(cause: unknown): string | undefined {
+  for (let error = cause, depth = 0; error instanceof Error && depth < 64; error = error.cause, depth++) {
+    // The loader's chain copies messages but not names: Deno's message is the reliable part
+    // ("Requires ffi access to ..., run again with the --allow-ffi flag").
+    const flag = /run again with the (--allow-[a-z-]+) flag/.exec(error.message)?.[1]
+    if (flag !== undefined) return flag
+    if (error.name === 'NotCapable' || error.name === 'PermissionDenied') return ''
+  }
+  return undefined
 }
 
 /** The error for a binding that would not load, saying what to install. */
 export function bindingLoadError(cause: unknown): Error {
+  const denied = deniedDenoPermission(cause)
+  if (denied !== undefined) {
+    const missing = denied === '' ? 'a permission' : `the permission ${denied}`
+    return stateError(
+      'ERR_SENDMSG_RUNTIME_PERMISSION',
+      `sendmsg could not load its native binary because Deno denied ${missing}. ` +
+        `Loading it needs ${DENO_PERMISSIONS}: run with those flags, or with -A.`,
+      { cause },
+    )
+  }
   const target = runningTarget()
   const platformPackage = `sendmsg-${target}`
-  const override = process.env.NAPI_RS_NATIVE_LIBRARY_PATH
+  let override: string | undefined
+  try {
+    override = process.env.NAPI_RS_NATIVE_LIBRARY_PATH
+  } catch {
+    // Deno without --allow-env: then the loader could not have used it either.
+  }
   const message = override
     ? `sendmsg could not load its native binary from NAPI_RS_NATIVE_LIBRARY_PATH (${override}); ` +
       `unset it to load the one for ${target} from ${platformPackage}.`
@@ -54,3 +94,8 @@ function load(): typeof NativeBinding {
 }
 
 export const native = load()
+
+// Chooses the readiness backend of event-loop sockets now, by runtime (Bun and Deno get the
+// binding's poller thread; Node gets libuv's poll unless SENDMSG_REACTOR=thread): the poller's
+// process-lifetime descriptor then opens at load, not in the middle of the caller's work.
+native.reactorBackend()

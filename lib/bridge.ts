@@ -8,6 +8,7 @@ import { native } from './binding'
 import { constants } from './constants'
 import { invalidArgValue } from './errors'
 import { descriptorNumber, type ReceivedFd } from './received-fd'
+import { RUNTIME, runtimeUnsupported } from './runtime'
 
 export { fdOf } from './fd'
 
@@ -58,6 +59,15 @@ export function toNetServer<S extends net.Server = net.Server>(fd: Descriptor, s
   if (!(description.family in FAMILY_NAMES) || description.type !== constants.SOCK_STREAM || !description.listening) {
     throw invalidArgValue('fd', checked.fd, `is ${checked.what}, not a listening TCP or AF_UNIX stream socket`)
   }
+  if (RUNTIME === 'bun' && server !== undefined && !(server instanceof net.Server)) {
+    // Bun's http.Server is no net.Server, and its listen({ fd }) ignores the descriptor: it
+    // listens on a new TCP port instead. Refused before taking the descriptor.
+    throw runtimeUnsupported(
+      "this server (Bun's http.Server is not a net.Server) cannot listen on an existing descriptor: its listen({ fd }) opens a new port instead",
+      'Listen with a net.Server and hand it the connections: ' +
+        "toNetServer(fd, net.createServer((socket) => server.emit('connection', socket))).",
+    )
+  }
   const target = server ?? (new net.Server() as S)
   return handOver(fd, (number) => target.listen({ fd: number }))
 }
@@ -73,6 +83,16 @@ export function toNetSocket(fd: Descriptor, options: Omit<net.SocketConstructorO
   const { description } = checked
   if (!(description.family in FAMILY_NAMES) || description.type !== constants.SOCK_STREAM || description.listening || !description.connected) {
     throw invalidArgValue('fd', checked.fd, `is ${checked.what}, not a connected TCP or AF_UNIX stream socket`)
+  }
+  if (RUNTIME === 'bun') {
+    // Bun's net.Socket accepts { fd } but never reads or writes it: it fails later with "Socket is
+    // closed". Refused before taking the descriptor, which stays the caller's.
+    throw runtimeUnsupported(
+      'net.Socket cannot adopt an existing descriptor (new net.Socket({ fd }))',
+      description.family === constants.AF_UNIX
+        ? 'Use UnixSocket.from(fd) for an AF_UNIX socket.'
+        : 'Pass the listening socket instead (toNetServer works in Bun), or move the data with sendmsg/recvmsg.',
+    )
   }
   return handOver(fd, (number) => new net.Socket({ readable: true, writable: true, ...options, fd: number }))
 }

@@ -2,8 +2,10 @@
 // package's sockets (`.fd`), or Node's own net.Socket, net.Server and dgram.Socket, whose libuv
 // handle knows its descriptor on Unix.
 import { Socket as DatagramSocket } from 'node:dgram'
+import { Server as NetServer, Socket as NetSocket } from 'node:net'
 
 import { invalidArgType, invalidArgValue, INT32_MAX, validateInteger } from './errors'
+import { RUNTIME, runtimeUnsupported } from './runtime'
 
 /**
  * A descriptor number, or an object that owns one.
@@ -47,6 +49,16 @@ export function fdOf(socket: unknown, name = 'socket'): number {
   }
   const fd = fdOfObject(socket)
   if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > INT32_MAX) {
+    if (RUNTIME === 'deno' && (socket instanceof NetServer || socket instanceof NetSocket || socket instanceof DatagramSocket)) {
+      // Deno's node:net and node:dgram sit on Deno's own resources, which have no descriptor
+      // number to read (no `_handle.fd`).
+      throw runtimeUnsupported(
+        "net and dgram sockets expose no descriptor number (no _handle.fd)",
+        "Make the socket with this package (UnixSocket, UnixServer, socketpair) and pass its .fd, or " +
+          "listen with net.Server.listen({ fd }) on a descriptor you already have. Note also that Deno's node:fs " +
+          "does not take descriptor numbers: close them with this package's native close (closeFd), not fs.closeSync.",
+      )
+    }
     throw invalidArgValue(name, socket, 'has no file descriptor: is it open, and connected, bound or listening?')
   }
   return fd

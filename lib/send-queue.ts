@@ -15,17 +15,47 @@ import { stateError } from './errors'
 /** The binding's handle on a socket. */
 export type SocketHandle = ReturnType<typeof native.socketOpen>
 
-/** One message waiting for the kernel; the binding reads `parts`, `fds`, `address` and `sent`. */
-export interface QueuedSend {
+/** What a send carries, checked (lib/socket.ts `#enqueue` makes it). */
+export interface Outgoing {
   parts: Uint8Array[]
   length: number
-  /** Bytes already taken by the kernel (a stream's partial write). */
-  sent: number
   fds: number[] | undefined
   ancillary: Array<[number, number, Uint8Array]> | undefined
   address: Uint8Array | undefined
-  resolve: () => void
-  reject: (error: Error) => void
+  /**
+   * What a transport of its own needs and the queue carries untouched (lib/udp.ts: the datagram's
+   * destination, ECN mark, segment size and source address).
+   */
+  meta?: unknown
+}
+
+/**
+ * One message waiting for the kernel; the binding reads `parts`, `fds`, `address` and `sent`.
+ * A class, so that every entry has one shape (the binding and the flush read thousands of them).
+ */
+export class QueuedSend {
+  /** Bytes already taken by the kernel (a stream's partial write). */
+  sent: number
+  readonly parts: Uint8Array[]
+  readonly length: number
+  readonly fds: number[] | undefined
+  readonly ancillary: Array<[number, number, Uint8Array]> | undefined
+  readonly address: Uint8Array | undefined
+  readonly meta: unknown
+  readonly resolve: () => void
+  readonly reject: (error: Error) => void
+
+  constructor(message: Outgoing, sent: number, resolve: () => void, reject: (error: Error) => void) {
+    this.sent = sent
+    this.parts = message.parts
+    this.length = message.length
+    this.fds = message.fds
+    this.ancillary = message.ancillary
+    this.address = message.address
+    this.meta = message.meta
+    this.resolve = resolve
+    this.reject = reject
+  }
 }
 
 /**
@@ -60,7 +90,7 @@ const MESSAGE_ERRORS = new Set(['EBADF', 'EINVAL', 'EMSGSIZE', 'ETOOMANYREFS', '
  */
 export interface SendTransport {
   /** One message's data (`data`, from where a stream left off); `first`: nothing of it went yet. */
-  sendOne(handle: SocketHandle, message: Omit<QueuedSend, 'resolve' | 'reject' | 'sent'>, data: Uint8Array, first: boolean): number
+  sendOne(handle: SocketHandle, message: Outgoing, data: Uint8Array, first: boolean): number
   /** `count` queued messages from `queue[from]` on, in as few system calls as the kernel allows. */
   sendQueued(handle: SocketHandle, queue: QueuedSend[], from: number, count: number): number
 }
@@ -116,17 +146,11 @@ export class SendQueue {
     return this.#error
   }
 
-  push(message: Omit<QueuedSend, 'resolve' | 'reject' | 'sent'>): Promise<void> {
+  push(message: Outgoing): Promise<void> {
     if (this.#error !== undefined) return Promise.reject(this.#error)
     if (this.#state === 'idle' && message.parts.length === 1) return this.#sendNow(message)
     const promise = new Promise<void>((resolve, reject) => {
-      // The caller's object becomes the entry (every caller passes a fresh one): a copy per
-      // message is a measurable share of a batched send.
-      const entry = message as QueuedSend
-      entry.sent = 0
-      entry.resolve = resolve
-      entry.reject = reject
-      this.#queue.push(entry)
+      this.#queue.push(new QueuedSend(message, 0, resolve, reject))
       this.#bytes += message.length
     })
     if (this.#state === 'idle') this.#openBatch()
@@ -141,7 +165,7 @@ export class SendQueue {
   }
 
   /** Nothing is queued: straight to the kernel, then open the tick's batch. */
-  #sendNow(message: Omit<QueuedSend, 'resolve' | 'reject' | 'sent'>): Promise<void> {
+  #sendNow(message: Outgoing): Promise<void> {
     let sent: number
     try {
       sent = this.#transport.sendOne(this.#handle, message, message.parts[0]!, true)
@@ -154,7 +178,7 @@ export class SendQueue {
     if (complete) return Promise.resolve()
     // Queued at the front, with what went already.
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ ...message, sent: this.#type === 'stream' ? sent : 0, resolve, reject })
+      this.#queue.push(new QueuedSend(message, this.#type === 'stream' ? sent : 0, resolve, reject))
       this.#bytes += message.length - (this.#type === 'stream' ? sent : 0)
       this.#wasFull = true
     })

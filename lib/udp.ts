@@ -18,7 +18,7 @@ import { invalidArgType, invalidArgValue, outOfRange, stateError, validateIntege
 import { fdOf } from './fd'
 import { adoptionSource, descriptorNumber, type AdoptionSource, type ReceivedFd } from './received-fd'
 import { constants } from './constants'
-import { closedError, SendQueue, type QueuedSend, type SendTransport, type SocketHandle } from './send-queue'
+import { closedError, SendQueue, type SendTransport, type SocketHandle } from './send-queue'
 import { collectedWhileOpen } from './socket'
 
 /** ECN codepoints (RFC 3168), the low two bits of the TOS byte / traffic class. */
@@ -81,11 +81,13 @@ export interface UdpSendOptions {
   sourceAddress?: string
 }
 
-/** A UDP send queued in the shared send queue: its metadata as the binding reads it. */
-interface QueuedDatagram extends Omit<QueuedSend, 'resolve' | 'reject' | 'sent'> {
+/** A datagram's metadata, carried by the shared send queue as `meta` and read by the binding. */
+interface DatagramMeta {
   host: string | undefined
   port: number
+  /** -1: not given. */
   ecn: number
+  /** -1: not given. */
   segmentSize: number
   source: string | undefined
 }
@@ -93,11 +95,11 @@ interface QueuedDatagram extends Omit<QueuedSend, 'resolve' | 'reject' | 'sent'>
 /** The UDP calls of the binding, for the shared send queue. */
 const udpTransport: SendTransport = {
   sendOne(handle, message, data) {
-    const datagram = message as QueuedDatagram
-    return native.udpSend(handle, data, datagram.host, datagram.port, datagram.ecn, datagram.segmentSize, datagram.source)
+    const meta = message.meta as DatagramMeta
+    return native.udpSend(handle, data, meta.host, meta.port, meta.ecn, meta.segmentSize, meta.source)
   },
   sendQueued(handle, queue, from, count) {
-    return native.udpSendQueued(handle, queue as unknown as QueuedDatagram[], from, count)
+    return native.udpSendQueued(handle, queue as unknown as Array<{ parts: Uint8Array[]; meta: DatagramMeta }>, from, count)
   },
 }
 
@@ -503,8 +505,8 @@ export class UdpSocket extends EventEmitter implements AsyncDisposable {
       if (options.sourceAddress !== undefined) source = hostOf(options.sourceAddress, this.#type, 'options.sourceAddress')
     }
     if (this.closed) return Promise.reject(closedError())
-    const datagram: QueuedDatagram = { parts, length, fds: undefined, ancillary: undefined, address: undefined, host, port, ecn, segmentSize, source }
-    return this.#sends.push(datagram)
+    const meta: DatagramMeta = { host, port, ecn, segmentSize, source }
+    return this.#sends.push({ parts, length, fds: undefined, ancillary: undefined, address: undefined, meta })
   }
 
   // Receiving ---------------------------------------------------------------------------------

@@ -23,6 +23,20 @@ await runAll([
   { name: 'every export has an example', command: process.execPath, args: ['scripts/check-examples.mjs'], count: countOne },
   { name: 'API reference (typedoc, not written)', command: bin('typedoc'), args: ['--emit', 'none'], count: countOne },
   { name: 'ava', command: bin('ava'), args: process.argv.slice(2), count: countAva },
+  {
+    // The same specs with the readiness backend Bun and Deno use, so both backends stay correct.
+    name: 'ava with the poller-thread reactor (SENDMSG_REACTOR=thread)',
+    command: bin('ava'),
+    args: process.argv.slice(2),
+    env: { SENDMSG_REACTOR: 'thread' },
+    count: countAva,
+  },
+  {
+    name: 'portable suite on Node, Node with the poller thread, Bun and Deno',
+    command: process.execPath,
+    args: ['scripts/test-portable.mjs'],
+    count: countSummary,
+  },
   { name: 'glibc floor', command: process.execPath, args: ['scripts/check-glibc.mjs'], count: countSummary },
   { name: 'install test', command: process.execPath, args: ['scripts/test-install.mjs'], count: countSummary },
   {

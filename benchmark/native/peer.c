@@ -3,12 +3,14 @@
  * programmer would, with one blocking sendmsg or recvmsg per message over an AF_UNIX socketpair
  * between two processes (fork). Received descriptors are closed, as the Node side does.
  *
- *   peer oneway  <stream|seqpacket|dgram> <payload bytes> <fds per message> <messages>
- *   peer roundtrip <stream|seqpacket|dgram> <payload bytes> <fds per request> <round trips>
+ *   peer oneway  <stream|seqpacket|dgram> <payload bytes> <fds per message> <messages> [warm-up]
+ *   peer roundtrip <stream|seqpacket|dgram> <payload bytes> <fds per request> <round trips> [warm-up]
  *
- * Prints one JSON line: {"messages":N,"seconds":S}. Timed as the Node peers are: from when the child
- * says it is ready (a byte on a pipe, as theirs is a message) until it has received everything.
- * If either process dies, the other fails instead of waiting for it.
+ * Prints one JSON line: {"messages":N,"seconds":S}. Timed as the Node peers are: an untimed warm-up
+ * of `warm-up` messages or round trips first (C has no compiler to wait for, but the same run
+ * shape keeps the comparison symmetric: caches, page faults, the scheduler's view of both
+ * processes), then from the child's "warmed up" byte on a pipe (theirs is a message) until it has
+ * received everything. If either process dies, the other fails instead of waiting for it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -137,6 +139,22 @@ static void recv_full(int s, char *buf, size_t size, long *fds) {
   } while (got < size);
 }
 
+/* One way: receives `count` messages (on a stream, `count` * `payload` bytes: boundaries are not kept). */
+static void receive_messages(int s, int type, size_t payload, long count, char *buf, size_t size, long *fds) {
+  if (type == SOCK_STREAM) {
+    long want = (long)payload * count;
+    for (long bytes = 0; bytes < want;) {
+      ssize_t n = recv_one(s, buf, size, fds);
+      if (n == 0) fail("recvmsg: the sender closed the socket early");
+      bytes += n;
+    }
+  } else {
+    for (long messages = 0; messages < count; messages++) {
+      if (recv_one(s, buf, size, fds) == 0 && payload > 0) fail("recvmsg: the sender closed the socket early");
+    }
+  }
+}
+
 /* One byte from the child over the pipe; end-of-file means it died. */
 static void await_child(int fd, const char *what) {
   char x;
@@ -148,8 +166,8 @@ static void await_child(int fd, const char *what) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 6) {
-    fprintf(stderr, "usage: %s oneway|roundtrip <type> <payload> <fds> <count>\n", argv[0]);
+  if (argc != 6 && argc != 7) {
+    fprintf(stderr, "usage: %s oneway|roundtrip <type> <payload> <fds> <count> [warm-up]\n", argv[0]);
     return 2;
   }
   int roundtrip = !strcmp(argv[1], "roundtrip");
@@ -157,13 +175,15 @@ int main(int argc, char **argv) {
   size_t payload = strtoul(argv[3], NULL, 10);
   int nfds = atoi(argv[4]);
   long count = atol(argv[5]);
+  long warmup = argc == 7 ? atol(argv[6]) : 0;
   int sv[2];
   if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) < 0) die("socketpair");
   int passed = open("/dev/null", O_RDONLY | O_CLOEXEC);
   char *out = calloc(1, payload + 1);
   size_t in_size = 65536;
   char *in = malloc(in_size);
-  /* The child writes one byte when it is ready and one when it has received everything. */
+  /* The child writes one byte when it is ready, one when it has received the warm-up (one way) and
+     one when it has received everything. */
   int status_pipe[2];
   if (pipe(status_pipe) < 0) die("pipe");
 
@@ -175,23 +195,17 @@ int main(int argc, char **argv) {
     close(sv[0]);
     close(status_pipe[0]);
     if (write(status_pipe[1], "r", 1) != 1) die("write");
-    long fds = 0, messages = 0, bytes = 0;
+    long fds = 0;
     if (roundtrip) {
-      for (long i = 0; i < count; i++) {
+      for (long i = 0; i < warmup + count; i++) {
         recv_full(sv[1], in, payload, &fds);
         send_one(sv[1], out, payload, -1, 0);
       }
-    } else if (type == SOCK_STREAM) {
-      long want = (long)payload * count;
-      while (bytes < want) {
-        ssize_t n = recv_one(sv[1], in, in_size, &fds);
-        if (n == 0) fail("recvmsg: the sender closed the socket early");
-        bytes += n;
-      }
     } else {
-      for (; messages < count; messages++) {
-        if (recv_one(sv[1], in, in_size, &fds) == 0 && payload > 0) fail("recvmsg: the sender closed the socket early");
-      }
+      /* The sender waits for the "warmed up" byte before it sends more, so no read crosses it. */
+      receive_messages(sv[1], type, payload, warmup, in, in_size, &fds);
+      if (write(status_pipe[1], "w", 1) != 1) die("write");
+      receive_messages(sv[1], type, payload, count, in, in_size, &fds);
     }
     if (write(status_pipe[1], "x", 1) != 1) die("write");
     _exit(0);
@@ -201,8 +215,17 @@ int main(int argc, char **argv) {
   close(sv[1]);
   close(status_pipe[1]);
   await_child(status_pipe[0], "the child exited before it was ready");
-  double start = now();
   long fds = 0;
+  if (roundtrip) {
+    for (long i = 0; i < warmup; i++) {
+      send_one(sv[0], out, payload, passed, nfds);
+      recv_full(sv[0], in, payload, &fds);
+    }
+  } else {
+    for (long i = 0; i < warmup; i++) send_one(sv[0], out, payload, passed, nfds);
+    await_child(status_pipe[0], "the child exited before it received the warm-up");
+  }
+  double start = now();
   if (roundtrip) {
     for (long i = 0; i < count; i++) {
       send_one(sv[0], out, payload, passed, nfds);

@@ -138,6 +138,31 @@ impl AsyncContext {
   }
 }
 
+/// Calls `func` with `this = recv` without a callback scope, so no microtask checkpoint follows
+/// it: for calls made in a row whose last one goes through [`AsyncContext::call`] (which then
+/// runs what all of them queued). A thrown exception is reported as uncaught.
+///
+/// # Safety
+/// A handle scope must be open, and the values must belong to this environment.
+pub unsafe fn call_plain(
+  env: sys::napi_env,
+  recv: sys::napi_value,
+  func: sys::napi_value,
+  args: &[sys::napi_value],
+) -> CallOutcome {
+  let mut result = ptr::null_mut();
+  let status =
+    unsafe { sys::napi_call_function(env, recv, func, args.len(), args.as_ptr(), &mut result) };
+  if status == sys::Status::napi_ok {
+    return CallOutcome::Returned(result);
+  }
+  if report_pending_exception(env) {
+    CallOutcome::Threw
+  } else {
+    CallOutcome::NotCalled
+  }
+}
+
 impl Drop for AsyncContext {
   fn drop(&mut self) {
     // SAFETY: created by us, destroyed once.

@@ -264,7 +264,9 @@ fn would_block(err: SysError) -> SysResult<SendProgress> {
   }
 }
 
-/// Errors an ICMP message leaves as a socket's pending error.
+/// Errors an ICMP message leaves as a socket's pending error (Linux's icmp_err_convert: port,
+/// host and net unreachable, fragmentation needed, protocol unreachable, source route failed,
+/// parameter problem), which the next send or receive reports whatever it concerns.
 pub fn is_icmp_errno(errno: Errno) -> bool {
   matches!(
     errno,
@@ -273,6 +275,9 @@ pub fn is_icmp_errno(errno: Errno) -> bool {
       | Errno::ENETUNREACH
       | Errno::EHOSTDOWN
       | Errno::EPROTO
+      | Errno::EMSGSIZE
+      | Errno::ENOPROTOOPT
+      | Errno::EOPNOTSUPP
   )
 }
 

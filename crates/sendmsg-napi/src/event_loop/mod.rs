@@ -19,7 +19,7 @@ mod socket;
 mod teardown;
 mod udp;
 
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{IntoRawFd, OwnedFd};
 use std::rc::Rc;
 
 use napi::bindgen_prelude::*;
@@ -71,6 +71,9 @@ pub struct SocketEvents<'a> {
     ts_type = "(this: any, slab: ArrayBuffer, offset: number, length: number, flags: number, fds: ExternalObject<'ReceivedFds'> | undefined, fdCount: number, address: string | undefined, ancillary: Array<[number, number, Buffer]> | undefined) => boolean"
   )]
   pub message: Option<Unknown<'a>>,
+  /// Batched delivery: called after the messages of one receive, in a callback scope.
+  #[napi(ts_type = "(this: any) => void")]
+  pub batch_end: Option<Unknown<'a>>,
   #[napi(ts_type = "(this: any) => void")]
   pub writable: Option<Unknown<'a>>,
   #[napi(ts_type = "(this: any) => void")]
@@ -133,15 +136,8 @@ fn take_source(env: &Env, source: &Unknown<'_>, index: u32) -> Result<(OwnedFd, 
   if source.get_type()? == ValueType::Number {
     // SAFETY: a number value of this env.
     let fd: i32 = unsafe { i32::from_napi_value(env.raw(), source.raw())? };
-    if fd < 0 {
-      return Err(errors::throw_range_error(
-        env,
-        "ERR_OUT_OF_RANGE",
-        "a descriptor is a non-negative integer",
-      ));
-    }
-    // SAFETY: the caller gives fd up if the adoption succeeds, and gets it back otherwise.
-    return Ok((unsafe { OwnedFd::from_raw_fd(fd) }, Source::Number));
+    // Given back (not closed) if the adoption fails: see Source::give_back.
+    return Ok((received_fds::owned_from_number(env, fd)?, Source::Number));
   }
   let fds = received_fds::fds_behind(env, source.raw())?;
   let fd = fds.take(index as usize).ok_or_else(|| {
@@ -230,6 +226,7 @@ fn open_event_socket<'env>(
 fn socket_events(env: &Env, events: SocketEvents<'_>) -> Result<Events> {
   Ok(Events {
     message: function_ref(env, events.message)?,
+    batch_end: function_ref(env, events.batch_end)?,
     writable: function_ref(env, events.writable)?,
     end: function_ref(env, events.end)?,
     error: function_ref(env, events.error)?,
@@ -304,6 +301,18 @@ pub fn socket_close(env: Env, socket: Unknown<'_>) -> Result<()> {
 pub fn socket_fd(env: Env, socket: Unknown<'_>) -> Result<i32> {
   let socket = socket_of(&env, socket)?;
   Ok(if socket.is_open() { socket.fd } else { -1 })
+}
+
+/// Batched delivery (one plain call per message and a `batchEnd` call after each receive) or one
+/// call per message in its own callback scope.
+#[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>, batched: boolean")]
+pub fn socket_set_batched(env: Env, socket: Unknown<'_>, batched: bool) -> Result<()> {
+  socket_of(&env, socket)?.set_delivery(if batched {
+    socket::Delivery::Batched
+  } else {
+    socket::Delivery::EachInScope
+  });
+  Ok(())
 }
 
 /// Whether the socket keeps the event loop alive while it waits.

@@ -20,8 +20,9 @@ use sendmsg_core::SysError;
 
 use super::delivery;
 use super::received_fds::{new_fds_handle, ReceivedFds};
-use super::socket::{int32, Event, EventSocket, Reading};
-use crate::js_call::{value, CallOutcome};
+use super::socket::{int32, Delivery, Event, EventSocket, Reading};
+use crate::js_call::{value, CallOutcome, HandleScope};
+use crate::reactor;
 
 /// Messages per batched receive.
 const BATCH_MESSAGES: usize = 64;
@@ -38,7 +39,12 @@ pub fn drain(socket: &Rc<EventSocket>) {
   // Taken out for the duration, so that no borrow is held while JavaScript runs; put back,
   // allocations and all, at the end.
   let mut batch = RECV_BATCH.take();
-  let mut budget = EVENT_BUDGET;
+  // Where calls into JavaScript made here do not run their microtasks before returning (the
+  // reactor's poller thread), 'message' handlers get one message per task, so that what a
+  // handler queued runs before the next message; the rest is read in a later task.
+  let one_per_task =
+    socket.delivery() == Delivery::EachInScope && !reactor::calls_drain_microtasks(socket.env);
+  let mut budget = if one_per_task { 1 } else { EVENT_BUDGET };
   let per_batch = BATCH_MESSAGES.min((BATCH_BYTES / socket.slot_size).max(1));
   while budget > 0 && socket.reading() == Reading::Started && socket.is_open() {
     let capacity = per_batch.min(budget);
@@ -63,6 +69,9 @@ pub fn drain(socket: &Rc<EventSocket>) {
     }
     deliver(socket, &mut batch, received);
     budget -= received.min(budget);
+    if one_per_task && received == capacity {
+      defer_drain(socket);
+    }
     if received < capacity {
       break;
     }
@@ -120,58 +129,117 @@ fn message_args(env: sys::napi_env, message: &BatchMessage<'_>) -> Option<Messag
   })
 }
 
+/// Where delivering one message leaves the batch.
+enum Step {
+  Next,
+  /// The end of the stream, a failure, or the socket closed: no more messages from this batch.
+  Stop,
+}
+
+/// Delivers a received batch: per message in its own callback scope, or (batched delivery, read
+/// per message since JavaScript may switch during a delivery) with plain calls followed by one
+/// `batch_end` call in a callback scope, which runs what all of them queued.
 fn deliver(socket: &Rc<EventSocket>, batch: &mut RecvBatch, received: usize) {
-  let env = socket.env;
+  let mut plain_calls = 0;
   for i in 0..received {
-    if !socket.is_open() {
-      return;
+    let batched = socket.delivery() == Delivery::Batched;
+    if let Step::Stop = deliver_one(socket, batch, i, batched) {
+      break;
     }
-    let message = batch.message(i);
-    if is_end(socket, &message) {
-      socket.finish_reading();
-      socket.call(Event::End, &[]);
-      return;
-    }
-    let Some(args) = message_args(env, &message) else {
-      socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
-      return;
-    };
-    let fds = (args.fd_count > 0).then(|| ReceivedFds::new(batch.take_fds(i)));
-    let fds_value = match &fds {
-      Some(fds) => match new_fds_handle(env, fds.clone()) {
-        Ok(handle) => handle,
-        // The descriptors close with `fds` below.
-        Err(_) => {
-          socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
-          return;
-        }
-      },
-      None => value::undefined(env),
-    };
-    // Held across the call: the handler may close the socket, which drops its own reference.
-    let Some(js) = socket.js() else {
-      return;
-    };
-    let outcome = js.call(
-      Event::Message,
-      &[
-        args.slab,
-        int32(env, args.offset as i32),
-        int32(env, args.length as i32),
-        int32(env, args.flags),
-        fds_value,
-        int32(env, args.fd_count as i32),
-        args.address,
-        args.ancillary,
-      ],
-    );
-    // The call's scope has closed, so its microtasks have run: the delivery is over, unless
-    // JavaScript kept the message for a later one (a backlog, an iterator), which settles it.
-    let kept = matches!(outcome, CallOutcome::Returned(result) if is_true(env, result));
-    if let (Some(fds), false) = (fds, kept) {
-      fds.settle();
+    plain_calls += usize::from(batched);
+  }
+  if plain_calls > 0 {
+    if let Some(js) = socket.js() {
+      js.call(Event::BatchEnd, &[]);
     }
   }
+  // The end of the stream comes after the messages before it, whichever delivery they had.
+  if socket.end_pending() && socket.is_open() {
+    socket.call(Event::End, &[]);
+  }
+}
+
+fn deliver_one(socket: &Rc<EventSocket>, batch: &mut RecvBatch, i: usize, batched: bool) -> Step {
+  let env = socket.env;
+  if !socket.is_open() {
+    return Step::Stop;
+  }
+  let message = batch.message(i);
+  if is_end(socket, &message) {
+    socket.finish_reading_at_end();
+    return Step::Stop;
+  }
+  let Some(args) = message_args(env, &message) else {
+    socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
+    return Step::Stop;
+  };
+  let fds = (args.fd_count > 0).then(|| ReceivedFds::new(batch.take_fds(i)));
+  let fds_value = match &fds {
+    Some(fds) => match new_fds_handle(env, fds.clone()) {
+      Ok(handle) => handle,
+      // The descriptors close with `fds`.
+      Err(_) => {
+        socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
+        return Step::Stop;
+      }
+    },
+    None => value::undefined(env),
+  };
+  // Held across the call: the handler may close the socket, which drops its own reference.
+  let Some(js) = socket.js() else {
+    return Step::Stop;
+  };
+  let args = [
+    args.slab,
+    int32(env, args.offset as i32),
+    int32(env, args.length as i32),
+    int32(env, args.flags),
+    fds_value,
+    int32(env, args.fd_count as i32),
+    args.address,
+    args.ancillary,
+  ];
+  let outcome = if batched {
+    js.call_plain(env, Event::Message, &args)
+  } else {
+    js.call(Event::Message, &args)
+  };
+  // JavaScript returns true when it kept the message for a later delivery (a backlog, an
+  // iterator, a batch), which then settles it. Otherwise the delivery is over once the call's
+  // scope has closed and its microtasks have run, that is now.
+  let kept = matches!(outcome, CallOutcome::Returned(result) if is_true(env, result));
+  if let (Some(fds), false) = (fds, kept) {
+    settle_after_microtasks(env, fds);
+  }
+  Step::Next
+}
+
+/// Ends a message's delivery once the microtasks its handler queued have run: now where the call
+/// into JavaScript ran them, in a later task where it could not (the poller thread).
+fn settle_after_microtasks(env: sys::napi_env, fds: Rc<ReceivedFds>) {
+  if reactor::calls_drain_microtasks(env) {
+    return fds.settle();
+  }
+  let deferred = fds.clone();
+  if reactor::defer(env, Box::new(move || deferred.settle())).is_err() {
+    // The environment is going: nothing will run later.
+    fds.settle();
+  }
+}
+
+/// Reads on in a later task (one message per task: see `drain`).
+fn defer_drain(socket: &Rc<EventSocket>) {
+  let socket = Rc::clone(socket);
+  let _ = reactor::defer(
+    socket.env,
+    Box::new(move || {
+      if socket.is_open() && socket.reading() == Reading::Started {
+        if let Some(_scope) = HandleScope::open(socket.env) {
+          drain(&socket);
+        }
+      }
+    }),
+  );
 }
 
 pub fn accept_all(socket: &Rc<EventSocket>) {

@@ -133,6 +133,15 @@ pub fn received_fds_settle(env: Env, fds: Unknown<'_>) -> Result<()> {
 /// Takes ownership of a descriptor number the caller gives up: a handle of one slot.
 #[napi(ts_return_type = "ExternalObject<'ReceivedFds'>")]
 pub fn received_fd_adopt(env: &Env, fd: i32) -> Result<Unknown<'_>> {
+  let owned = owned_from_number(env, fd)?;
+  let handle = new_fds_handle(env.raw(), ReceivedFds::new([owned]))?;
+  // SAFETY: a value just made in this env.
+  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), handle) })
+}
+
+/// The descriptor `fd` as owned, for a caller that gives it up; a RangeError when it cannot be
+/// one (the TypeScript layer has checked it is an integer).
+pub fn owned_from_number(env: &Env, fd: i32) -> Result<OwnedFd> {
   if fd < 0 {
     return Err(errors::throw_range_error(
       env,
@@ -140,11 +149,8 @@ pub fn received_fd_adopt(env: &Env, fd: i32) -> Result<Unknown<'_>> {
       "a descriptor is a non-negative integer",
     ));
   }
-  // SAFETY: the caller gives up fd (the TypeScript layer checked it is an integer in range).
-  let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-  let handle = new_fds_handle(env.raw(), ReceivedFds::new([owned]))?;
-  // SAFETY: a value just made in this env.
-  Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), handle) })
+  // SAFETY: the caller gives up fd.
+  Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
 /// The descriptors behind a handle, for a socket that adopts one of them.

@@ -61,10 +61,23 @@ pub enum Writing {
   AwaitingRetry,
 }
 
+/// How received messages reach JavaScript.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Delivery {
+  /// One call per message, each in its own callback scope: what 'message' events promise (a
+  /// handler's microtasks run before the next message).
+  EachInScope,
+  /// One plain call per message, then `batch_end` in a callback scope: for consumers that only
+  /// collect messages (an async iterator, 'messages' batches), which saves a microtask checkpoint
+  /// and async-hooks bookkeeping per message.
+  Batched,
+}
+
 /// The JavaScript functions a socket calls, each with `this` = the owner (UnixSocket or
 /// UnixServer). They are the owner class's static functions, so holding them keeps no socket alive.
 pub struct Events {
   pub message: Option<Reference>,
+  pub batch_end: Option<Reference>,
   pub writable: Option<Reference>,
   pub end: Option<Reference>,
   pub error: Option<Reference>,
@@ -77,6 +90,7 @@ pub struct Events {
 #[derive(Clone, Copy)]
 pub enum Event {
   Message,
+  BatchEnd,
   Writable,
   End,
   Error,
@@ -105,22 +119,42 @@ impl JsSide {
   /// Calls `event` with `args`, in a callback scope (so the microtasks and nextTick callbacks it
   /// queues run before this returns).
   pub fn call(&self, event: Event, args: &[sys::napi_value]) -> CallOutcome {
+    let Some((owner, function)) = self.target(event) else {
+      return CallOutcome::NotCalled;
+    };
+    // SAFETY: every caller runs inside `ready`, which opened a handle scope; values are this env's.
+    unsafe { self.context.call(owner, function, args) }
+  }
+
+  /// Calls `event` with `args` without a callback scope: the caller ends the run of such calls
+  /// with a [`JsSide::call`].
+  pub fn call_plain(
+    &self,
+    env: sys::napi_env,
+    event: Event,
+    args: &[sys::napi_value],
+  ) -> CallOutcome {
+    let Some((owner, function)) = self.target(event) else {
+      return CallOutcome::NotCalled;
+    };
+    // SAFETY: as in `call`.
+    unsafe { crate::js_call::call_plain(env, owner, function, args) }
+  }
+
+  fn target(&self, event: Event) -> Option<(sys::napi_value, sys::napi_value)> {
     let function = match event {
       Event::Message => &self.events.message,
+      Event::BatchEnd => &self.events.batch_end,
       Event::Writable => &self.events.writable,
       Event::End => &self.events.end,
       Event::Error => &self.events.error,
       Event::Connection => &self.events.connection,
       Event::IcmpError => &self.events.icmp_error,
     };
-    let (Some(owner), Some(function)) = (
-      self.owner.borrow().get(),
-      function.as_ref().and_then(Reference::get),
-    ) else {
-      return CallOutcome::NotCalled;
-    };
-    // SAFETY: every caller runs inside `ready`, which opened a handle scope; values are this env's.
-    unsafe { self.context.call(owner, function, args) }
+    Some((
+      self.owner.borrow().get()?,
+      function.as_ref().and_then(Reference::get)?,
+    ))
   }
 }
 
@@ -135,6 +169,9 @@ pub struct EventSocket {
   pub slot_size: usize,
   lifecycle: Cell<Lifecycle>,
   reading: Cell<Reading>,
+  delivery: Cell<Delivery>,
+  /// End of file was read and `end` not yet delivered.
+  end_pending: Cell<bool>,
   writing: Cell<Writing>,
   referenced: Cell<bool>,
   watcher: RefCell<Option<Watcher>>,
@@ -167,6 +204,8 @@ impl EventSocket {
       slot_size: slot_size.max(1),
       lifecycle: Cell::new(Lifecycle::Open),
       reading: Cell::new(Reading::Stopped),
+      delivery: Cell::new(Delivery::EachInScope),
+      end_pending: Cell::new(false),
       writing: Cell::new(Writing::Idle),
       referenced: Cell::new(true),
       watcher: RefCell::new(None),
@@ -206,6 +245,14 @@ impl EventSocket {
     self.reading.get()
   }
 
+  pub fn delivery(&self) -> Delivery {
+    self.delivery.get()
+  }
+
+  pub fn set_delivery(&self, delivery: Delivery) {
+    self.delivery.set(delivery);
+  }
+
   pub fn writing(&self) -> Writing {
     self.writing.get()
   }
@@ -230,6 +277,18 @@ impl EventSocket {
   pub fn finish_reading(&self) {
     self.reading.set(Reading::Finished);
     let _ = self.interest_changed();
+  }
+
+  /// The peer's end of file was read: reading is over, and `end` is to be delivered once the
+  /// messages before it are.
+  pub fn finish_reading_at_end(&self) {
+    self.end_pending.set(true);
+    self.finish_reading();
+  }
+
+  /// Whether `end` is still to be delivered (and from now on, it is not).
+  pub fn end_pending(&self) -> bool {
+    self.end_pending.replace(false)
   }
 
   /// Re-arms the reactor from the states: the only caller of `set_interest`.

@@ -19,41 +19,25 @@ thread_local! {
   static HOOK_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
-unsafe extern "C" fn on_env_teardown(
-  handle: sys::napi_async_cleanup_hook_handle,
-  _arg: *mut std::ffi::c_void,
-) {
+/// Closes every socket of the thread; the reactor lets the environment finish once their
+/// watchers are through closing (see `reactor::register_teardown`, which picks the hook's shape).
+fn on_env_teardown() {
   for socket in LIVE.take().iter().filter_map(Weak::upgrade) {
     socket.close_for_teardown();
   }
   delivery::forget_for_teardown();
   HOOK_REGISTERED.set(false);
-  let handle = handle as usize;
-  reactor::when_all_closed(Box::new(move || {
-    // SAFETY: the handle napi gave this hook, removed once.
-    unsafe { sys::napi_remove_async_cleanup_hook(handle as sys::napi_async_cleanup_hook_handle) };
-  }));
 }
 
 /// Closes `socket` at environment teardown if it is still open then.
 pub fn track(env: sys::napi_env, socket: &Rc<EventSocket>) -> Result<()> {
   if !HOOK_REGISTERED.get() {
-    let mut handle = std::ptr::null_mut();
-    // SAFETY: env is live; the hook is a plain function with no state.
-    let status = unsafe {
-      sys::napi_add_async_cleanup_hook(
-        env,
-        Some(on_env_teardown),
-        std::ptr::null_mut(),
-        &mut handle,
-      )
-    };
-    if status != sys::Status::napi_ok {
-      return Err(Error::new(
+    reactor::register_teardown(env, on_env_teardown).map_err(|_| {
+      Error::new(
         Status::GenericFailure,
         "could not register the environment cleanup hook",
-      ));
-    }
+      )
+    })?;
     HOOK_REGISTERED.set(true);
   }
   LIVE.with_borrow_mut(|live| {

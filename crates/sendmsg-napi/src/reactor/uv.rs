@@ -67,7 +67,7 @@ fn uv() -> Option<&'static Uv> {
   .as_ref()
 }
 
-/// Whether this process has libuv's poll functions.
+/// Whether this process has libuv's poll functions (Bun's are present but panic: see `super::backend`).
 pub fn available() -> bool {
   uv().is_some()
 }

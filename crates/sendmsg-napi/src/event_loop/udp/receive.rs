@@ -5,8 +5,9 @@
 //! `message` call each, as for AF_UNIX sockets (receive.rs), with their metadata as arguments. A
 //! GRO run is delivered whole with its stride, or one datagram per call (`split_segments`).
 //!
-//! An ICMP error leaves the socket polling POLLERR until the error queue is read; the reactor
-//! reports it as a failed poll, and `EventSocket::ready` calls [`drain_errors`]. A receive can
+//! An ICMP error leaves the socket polling POLLERR until the error queue is read; libuv reports
+//! it as a failed poll, and `EventSocket::ready` calls [`drain_errors`]; the poller thread
+//! reports it as readable, and a drain that finds nothing to read calls it. A receive can
 //! also meet the error as the socket's pending error (ECONNREFUSED and friends): that is not the
 //! end of the socket, so the queue is read and receiving goes on.
 
@@ -95,6 +96,11 @@ pub fn drain(socket: &Rc<EventSocket>) {
       }
     };
     if received == 0 {
+      // Readable with nothing to read: a reactor that reports POLLERR as readiness (the poller
+      // thread) means a queued ICMP error. Read it, or the poll reports it again at once.
+      if budget == EVENT_BUDGET {
+        drain_errors(socket);
+      }
       break;
     }
     for i in 0..received {

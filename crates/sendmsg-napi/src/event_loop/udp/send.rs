@@ -207,9 +207,10 @@ pub fn udp_send(
   send(&env, socket, state, &[transmit], &[data])
 }
 
-/// Sends `count` queued datagrams from `queue[from]` on in one call (lib/udp.ts `QueuedDatagram`).
+/// Sends `count` queued datagrams from `queue[from]` on in one call (lib/send-queue.ts `QueuedSend`,
+/// its `meta` a lib/udp.ts `DatagramMeta`).
 #[napi(
-  ts_args_type = "socket: ExternalObject<'UnixSocket'>, queue: ReadonlyArray<{ parts: Uint8Array[]; host: string | undefined; port: number; ecn: number; segmentSize: number; source: string | undefined }>, from: number, count: number"
+  ts_args_type = "socket: ExternalObject<'UnixSocket'>, queue: ReadonlyArray<{ parts: Uint8Array[]; meta: { host: string | undefined; port: number; ecn: number; segmentSize: number; source: string | undefined } }>, from: number, count: number"
 )]
 pub fn udp_send_queued(
   env: Env,
@@ -230,11 +231,12 @@ pub fn udp_send_queued(
       )
     })?;
     let parts: Vec<&[u8]> = entry.get_named_property("parts")?;
-    let host: Option<String> = entry.get_named_property("host")?;
-    let port: u32 = entry.get_named_property("port")?;
-    let ecn: i32 = entry.get_named_property("ecn")?;
-    let segment_size: i32 = entry.get_named_property("segmentSize")?;
-    let source: Option<String> = entry.get_named_property("source")?;
+    let meta: Object<'_> = entry.get_named_property("meta")?;
+    let host: Option<String> = meta.get_named_property("host")?;
+    let port: u32 = meta.get_named_property("port")?;
+    let ecn: i32 = meta.get_named_property("ecn")?;
+    let segment_size: i32 = meta.get_named_property("segmentSize")?;
+    let source: Option<String> = meta.get_named_property("source")?;
     // lib/udp.ts queues one part per datagram.
     originals.push(parts.first().copied().unwrap_or(&[]));
     metas.push((host, port, ecn, segment_size, source));
