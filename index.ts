@@ -11,15 +11,15 @@ export type { ReceivedMessage, SocketType } from './lib/sync'
 export { scmRights, fdsFromAncillary, unpackFds } from './lib/ancillary'
 export type { AncillaryItem, ReceivedAncillaryItem } from './lib/ancillary'
 export type { Bytes, Data } from './lib/bytes'
-export type { SocketLike } from './lib/fd'
+export type { DescriptorLike, SocketLike } from './lib/fd'
 export type { NodeError } from './lib/errors'
 export { constants } from './lib/constants'
 export { UnixSocket } from './lib/socket'
-export type { UnixSocketOptions, SendOptions } from './lib/socket'
+export type { UnixSocketOptions, ConnectOptions, SendOptions, UnixSocketEvents } from './lib/socket'
 export { UnixServer } from './lib/server'
+export type { UnixServerOptions, UnixServerEvents } from './lib/server'
 export { UdpSocket, UdpMessage, ECN_NOT_ECT, ECN_ECT1, ECN_ECT0, ECN_CE } from './lib/udp'
 export type { UdpType, UdpSocketOptions, UdpSendOptions, IcmpError } from './lib/udp'
-export type { UnixServerOptions } from './lib/server'
 export { Message } from './lib/message'
 export { ReceivedFd } from './lib/received-fd'
 export { peerCredentials, scmCredentials, credentialsFromAncillary, passCredentials } from './lib/credentials'
@@ -29,7 +29,8 @@ export type { Descriptor } from './lib/bridge'
 export { listenFds, notify, notifyReady, storeFds, SD_LISTEN_FDS_START } from './lib/systemd'
 export type { ListenFd, ListenFdsOptions, NotifyOptions, NotifyState } from './lib/systemd'
 export { FrameChannel } from './lib/frames'
-export type { Frame, FrameChannelOptions, NextFrameOptions } from './lib/frames'
+export type { Frame, FrameChannelEvents, FrameChannelOptions, NextFrameOptions } from './lib/frames'
+export type { WaitOptions } from './lib/cancellation'
 export {
   sendListeners,
   receiveListeners,
@@ -51,6 +52,7 @@ export type {
   WorkerHandoff,
   WorkerListenersOptions,
   OfferOptions,
+  ListenerOfferEvents,
   TakeOptions,
   HandoffError,
 } from './lib/handoff'
@@ -69,7 +71,7 @@ export const SCM_RIGHTS = constants.SCM_RIGHTS
  * @example if (type === SCM_CREDENTIALS) console.log('pid', data.readInt32LE(0)) */
 export const SCM_CREDENTIALS = constants.SCM_CREDENTIALS
 /** Control message type, Linux 6.5+ only: a pidfd of the sender.
- * @example if (type === SCM_PIDFD) pidfd = data.readInt32LE(0) // yours to close */
+ * @example const pidfd = type === SCM_PIDFD ? data.readInt32LE(0) : -1 // yours to close */
 export const SCM_PIDFD = constants.SCM_PIDFD
 /** Socket option, Linux only: the kernel then attaches the sender's SCM_CREDENTIALS to every message.
  * @example const canAskForCredentials = SO_PASSCRED !== undefined */
@@ -107,8 +109,8 @@ export const MSG_EOR = constants.MSG_EOR
 /** Received flag: the datagram was longer than `maxSize` and was cut short.
  * @example if (recvmsg(sock, 16).flags & MSG_TRUNC) console.log('datagram cut short') */
 export const MSG_TRUNC = constants.MSG_TRUNC
-/** Received flag: the control data did not fit (`cmsgSize` too small).
- * @example if (recvmsg(sock, 1024, 4).flags & MSG_CTRUNC) console.log('control data cut short') */
+/** Received flag: the control data did not fit (`cmsgSize` too small; `CMSG_SPACE(4)` already holds two descriptors).
+ * @example if (recvmsg(sock, 1024, 0).flags & MSG_CTRUNC) console.log('descriptors arrived with no room for them') */
 export const MSG_CTRUNC = constants.MSG_CTRUNC
 /** Receive flag: wait for the full `maxSize` bytes (stream sockets).
  * @example const header = recvmsg(sock, 4, 0, MSG_WAITALL).data */

@@ -22,7 +22,7 @@ import {
 } from 'sendmsg'
 
 import { tempDir, turn } from './helpers.ts'
-import { fixture } from './processes.ts'
+import { publicFixture } from './processes.ts'
 
 const gc = (setFlagsFromString('--expose-gc'), runInNewContext('gc')) as () => void
 const linux = process.platform === 'linux' ? test : test.skip
@@ -70,9 +70,11 @@ const asNobody = canDropPrivileges ? test : test.skip
 if (!canDropPrivileges) console.log('forged-credentials test skipped: needs root and setpriv to run a child as an unprivileged user')
 
 asNobody('the kernel refuses credentials an unprivileged sender may not claim (EPERM)', async (t) => {
+  // The child runs as nobody: it gets a copy it can read wherever this clone is (a 0700 home too).
+  using childFixture = publicFixture('credentials-child.mjs')
   const [mine, theirs] = socketpair('dgram')
   passCredentials(mine)
-  const child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, fixture('credentials-child.mjs')], {
+  const child = spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, childFixture.path], {
     stdio: ['ignore', 'pipe', 'inherit', theirs],
   })
   let out = ''

@@ -169,5 +169,5 @@ test('a throwing getter on a socket object surfaces as its own error, not a cras
       throw new Error('boom')
     },
   }
-  t.throws(() => sendmsg(hostile, 'x'), { message: 'boom' })
+  t.throws(() => sendmsg(hostile as never, 'x'), { message: 'boom' })
 })

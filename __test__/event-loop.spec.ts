@@ -137,12 +137,21 @@ test.serial('seqpacket: a message whose descriptor is closed is refused alone; t
   b.close()
 })
 
+/**
+ * How many descriptors the fixture's socket holds in buffered messages. With the poller-thread
+ * reactor, 'message' handlers get one message per task, so only an iterator buffers: a pause or a
+ * listener gone leaves the rest in the kernel, and then there is nothing of ours to leak.
+ */
+function buffersAtLeast(how: 'paused' | 'iterating' | 'no-listener'): number {
+  return process.env.SENDMSG_REACTOR === 'thread' && how !== 'iterating' ? 0 : 30
+}
+
 for (const how of ['paused', 'iterating', 'no-listener'] as const) {
   test.serial(`a terminated worker closes the descriptors of its buffered messages (${how})`, async (t) => {
     const before = openFds()
     const worker = new Worker(fixture('buffered-messages.mjs'), { workerData: { how } })
     const [{ fdsBuffered }] = (await once(worker, 'message')) as [{ fdsBuffered: number }]
-    t.true(fdsBuffered >= 30, `descriptors were buffered: ${fdsBuffered}`)
+    t.true(fdsBuffered >= buffersAtLeast(how), `descriptors were buffered: ${fdsBuffered}`)
     await worker.terminate()
     await turn()
     t.is(openFds(), before, "the worker's buffered descriptors were closed with its environment")
@@ -156,7 +165,7 @@ for (const how of ['paused', 'iterating', 'no-listener'] as const) {
     const [code] = await once(child, 'exit')
     t.is(code, 0)
     const { fdsBuffered, left } = JSON.parse(out) as { fdsBuffered: number; left: number }
-    t.true(fdsBuffered >= 30, `descriptors were buffered: ${fdsBuffered}`)
+    t.true(fdsBuffered >= buffersAtLeast(how), `descriptors were buffered: ${fdsBuffered}`)
     t.is(left, 0, `nothing is left once the sockets are garbage: ${out}`)
   })
 }

@@ -281,7 +281,7 @@ test.serial('use after close: every method has a defined result, none throws a s
   server.close()
   server.close()
   t.is(server.fd, -1)
-  t.is(server.address, undefined)
+  t.is(server.address(), undefined)
   const accepted: UnixSocket[] = []
   for await (const socket of server) accepted.push(socket)
   t.deepEqual(accepted, [])

@@ -379,7 +379,14 @@ function asyncCalls(p: Pool): fc.Arbitrary<Call[]> {
     call('UnixSocket.from', fc.tuple(fc.oneof(fc.constant('fresh'), hostile.map(sanitize)), socketOptions), (fd: unknown, options: unknown) =>
       adoptFresh(fd, (number) => UnixSocket.from(number as number, options as never)),
     ),
-    call('UnixServer.listen', fc.tuple(path, socketOptions), UnixServer.listen),
+    // A listen error is emitted as 'error', as net.Server does: the promise turns it into a rejection.
+    call('UnixServer.listen', fc.tuple(path, socketOptions), (path: string, options: unknown) => {
+      const server = UnixServer.listen(path, options as never)
+      return new Promise((resolve, reject) => {
+        server.once('listening', () => resolve(server))
+        server.once('error', reject)
+      })
+    }),
     call('UnixServer.from', fc.tuple(fc.oneof(fc.constant('fresh'), hostile.map(sanitize)), socketOptions), (fd: unknown, options: unknown) =>
       adoptFresh(fd, (number) => UnixServer.from(number as number, options as never)),
     ),

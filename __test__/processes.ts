@@ -1,7 +1,9 @@
 // Child processes for the fault specs: spawning a fixture with extra descriptors, reading its
 // stdout line by line, and (Linux) seeing which system call it is blocked in.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { chmodSync, cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
@@ -94,4 +96,38 @@ export function signalPending(pid: number, signal: number): boolean {
     if (mask !== undefined && (BigInt(`0x${mask}`) & bit) !== 0n) return true
   }
   return false
+}
+
+/**
+ * A copy of fixture `name` that any user can run, with the built package beside it as
+ * `node_modules/sendmsg`: a child that drops its privileges cannot read the clone when the clone
+ * sits in a private directory (a home under /root is mode 0700). Removed on dispose.
+ */
+export function publicFixture(name: string): { path: string; [Symbol.dispose](): void } {
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  const dir = mkdtempSync(join(tmpdir(), 'sendmsg-public-'))
+  const remove = () => rmSync(dir, { recursive: true, force: true })
+  try {
+    const packageDir = join(dir, 'node_modules', 'sendmsg')
+    mkdirSync(packageDir, { recursive: true })
+    for (const entry of readdirSync(root)) {
+      if (entry === 'package.json' || entry === 'binding.js' || entry === 'dist' || entry === 'esm' || /^sendmsg\..*\.node$/.test(entry)) {
+        cpSync(join(root, entry), join(packageDir, entry), { recursive: true })
+      }
+    }
+    cpSync(fixture(name), join(dir, name))
+    openToEveryone(dir)
+  } catch (error) {
+    remove()
+    throw error
+  }
+  return { path: join(dir, name), [Symbol.dispose]: remove }
+}
+
+/** Makes `path` and everything under it readable (directories enterable) by every user. */
+function openToEveryone(path: string): void {
+  const stat = lstatSync(path)
+  if (stat.isSymbolicLink()) return
+  chmodSync(path, (stat.mode & 0o777) | (stat.isDirectory() || (stat.mode & 0o100) !== 0 ? 0o555 : 0o444))
+  if (stat.isDirectory()) for (const entry of readdirSync(path)) openToEveryone(join(path, entry))
 }

@@ -237,7 +237,7 @@ test.serial('a listening server accepts connections, for stream and seqpacket', 
   for (const type of TYPES.filter((ty) => ty !== 'dgram') as Array<'stream' | 'seqpacket'>) {
     const path = join(temp.dir, `${type}.sock`)
     const server = UnixServer.listen(path, { type })
-    t.is(server.address, path)
+    t.is(server.address(), path)
     server.on('connection', (socket: UnixSocket) => {
       socket.on('message', (message: Message) => void socket.send(message.data.toString().toUpperCase()))
     })

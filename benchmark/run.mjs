@@ -13,10 +13,13 @@
 // wakeups) and free to run on any CPU.
 //
 //   node benchmark/run.mjs [--quick] [--runs=N] [--only=round,dgram] [--placement=pinned|free]
-//                          [--compare=/path/to/other/checkout] [--json[=file]]
+//                          [--compare=/path/to/other/checkout] [--runtimes[=node-thread,bun,deno]]
+//                          [--json[=file]]
 // --quick      fewer runs and shorter timed runs (the warm-up stays whole), for development
 // --compare    runs the other checkout's build of the package beside this one, run for run (it
 //              must be built: `npm run build` there), and prints this / other per row
+// --runtimes   this package also on other runtimes (default: Node with the poller thread, Bun and
+//              Deno; see scripts/lib/runtimes.mjs), each against C in the same run
 // --json       all raw samples as JSON: to stdout (the tables then go to stderr), or to a file
 import { writeFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
@@ -26,9 +29,10 @@ import { printComparison, printPlacement, printSystem, printTargets } from './li
 import { canPin, PINNED_CPU, runPeer } from './lib/run-peer.mjs'
 import { scenarios } from './lib/scenarios.mjs'
 import { describeCheckout, describeSystem, loadAverage } from './lib/system.mjs'
+import { runtimeCommand } from '../scripts/lib/runtimes.mjs'
 
 function parseOptions(argv) {
-  const options = { quick: false, runs: undefined, only: [], placements: undefined, compare: undefined, json: undefined }
+  const options = { quick: false, runs: undefined, only: [], placements: undefined, compare: undefined, json: undefined, runtimes: [] }
   for (const arg of argv) {
     const [flag, value] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined]
     if (flag === '--quick') options.quick = true
@@ -36,6 +40,7 @@ function parseOptions(argv) {
     else if (flag === '--only' && value) options.only = value.split(',')
     else if (flag === '--placement' && (value === 'pinned' || value === 'free')) options.placements = [value]
     else if (flag === '--compare' && value) options.compare = resolve(value)
+    else if (flag === '--runtimes') options.runtimes = value ? value.split(',') : ['node-thread', 'bun', 'deno']
     else if (flag === '--json') options.json = value ?? '-'
     else {
       console.error(`run.mjs: unknown or incomplete option ${arg} (see the comment at the top of benchmark/run.mjs)`)
@@ -58,7 +63,8 @@ const progress = (text, rowStart) => {
 
 const { cPeer, ceilingError } = buildNative()
 if (ceilingError) console.error(`run.mjs: the minimal Node-API addon was not built, its rows will say so:\n${ceilingError}`)
-const rowsToRun = scenarios({ cPeer, ceilingError, compare: options.compare, scale: SCALE }).filter(
+const runtimes = options.runtimes.map((name) => ({ name, ...runtimeCommand(name) }))
+const rowsToRun = scenarios({ cPeer, ceilingError, compare: options.compare, runtimes, scale: SCALE }).filter(
   (row) => options.only.length === 0 || options.only.some((text) => row.name.includes(text)),
 )
 const pinnable = canPin()

@@ -120,7 +120,7 @@ function child() {
   const doneAt = (warmup + count) * perMessage
   let received = 0
   let pending = 0
-  sock.on('message', (msg) => {
+  const onMessage = (msg) => {
     if (mode === 'roundtrip') {
       pending += msg.data.length
       while (pending >= payload) {
@@ -136,7 +136,11 @@ function child() {
     received += perMessage === 1 ? 1 : msg.data.length
     if (before < warmAt && received >= warmAt) void sock.send('warm')
     if (before < doneAt && received >= doneAt) void sock.send('done')
-  })
+  }
+  // SENDMSG_BENCH_BATCH=1: the batch receive API ('messages': one call per receive) instead of one
+  // 'message' event per message.
+  if (process.env.SENDMSG_BENCH_BATCH === '1') sock.on('messages', (batch) => batch.forEach(onMessage))
+  else sock.on('message', onMessage)
   sock.on('end', () => process.exit(0))
   void sock.send('ready')
 }

@@ -17,7 +17,7 @@ toNetServer(listeners.http, server)
 server.once('listening', () => void channel.send({ type: 'serving', pid: process.pid }))
 
 channel.on('frame', ({ value }) => {
-  if (value?.type !== 'stop') return
+  if (typeof value !== 'object' || value === null || !('type' in value) || value.type !== 'stop') return
   server.close(() => {
     channel
       .send({ type: 'stopped', pid: process.pid, served })

@@ -11,6 +11,7 @@ if (process.argv[2] === 'child') {
   // fd 3 is our end of the socketpair.
   const { ancillary } = recvmsg(3)
   const [fd] = fdsFromAncillary(ancillary)
+  if (fd === undefined) throw new Error('the message brought no descriptor')
   const line = `hello from child ${process.pid}, writing through a descriptor it was handed\n`
   // The descriptor is a plain fd now: any fs call works on it.
   writeSync(fd, line)

@@ -27,9 +27,11 @@ const workerScript = fileURLToPath(new URL('./http-worker.mjs', import.meta.url)
 const report = (event) =>
   new Promise((resolve) => {
     if (!process.send) resolve(console.log(JSON.stringify(event)))
-    else if (!process.connected) resolve()
-    else process.send(event, () => resolve())
+    else if (!process.connected) resolve(undefined)
+    else process.send(event, () => resolve(undefined))
   })
+// `value[name]` when `value` is an object that has it: frames and IPC messages are untyped JSON.
+const field = (value, name) => (typeof value === 'object' && value !== null && name in value ? value[name] : undefined)
 
 // The listening socket, as a descriptor nobody polls in this process.
 let listener
@@ -47,15 +49,19 @@ if (values.take) {
 // The bound port, read through a throwaway net.Server on a duplicate, closed in the same tick
 // (before the loop could accept on it).
 const probe = net.createServer().listen({ fd: dup(listener) })
-const port = probe.address()?.port
+const address = probe.address()
+const port = typeof address === 'object' && address !== null ? address.port : undefined
 probe.close()
+
+/** What each worker said it served when it stopped. */
+const servedCounts = new Map()
 
 async function startWorker() {
   const worker = spawnWorker(process.execPath, [workerScript], { listeners: { http: listener }, stdio: 'inherit' })
   const serving = new Promise((resolve, reject) => {
     worker.channel.on('frame', ({ value }) => {
-      if (value?.type === 'serving') resolve()
-      if (value?.type === 'stopped') worker.served = value.served
+      if (field(value, 'type') === 'serving') resolve(undefined)
+      if (field(value, 'type') === 'stopped') servedCounts.set(worker, field(value, 'served'))
     })
     worker.child.once('exit', () => reject(new Error(`worker ${worker.child.pid} exited before serving`)))
   })
@@ -68,7 +74,7 @@ async function stopWorker(worker) {
   const exited = once(worker.child, 'exit')
   await worker.channel.send({ type: 'stop' })
   await exited
-  return worker.served ?? 0
+  return servedCounts.get(worker) ?? 0
 }
 
 let workers = []
@@ -112,9 +118,10 @@ function offer(path) {
 }
 
 process.on('message', (message) => {
-  if (message.cmd === 'restart') void restart()
-  if (message.cmd === 'offer') offer(message.path)
-  if (message.cmd === 'shutdown') void shutdown('asked')
+  const cmd = field(message, 'cmd')
+  if (cmd === 'restart') void restart()
+  if (cmd === 'offer') offer(field(message, 'path'))
+  if (cmd === 'shutdown') void shutdown('asked')
 })
 process.on('SIGHUP', () => void restart())
 process.on('SIGTERM', () => void shutdown('SIGTERM'))

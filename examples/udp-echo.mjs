@@ -38,6 +38,7 @@ async function demo() {
   console.log(`echo server on [::]:${port} (GSO: ${server.gsoSegments} segments per send, GRO: ${server.gro})`)
   for (const address of ['127.0.0.1', '::1']) {
     const client = UdpSocket.create(address.includes(':') ? 'udp6' : 'udp4', { gro: true, splitSegments: false }).connect(port, address)
+    /** @type {Promise<void>} */
     const answered = new Promise((resolve) => {
       let datagrams = 0
       client.on('message', (message) => {

@@ -2,7 +2,8 @@
 // parsers for the common ones, and the check that turns a caller's list into what the binding takes.
 import { binaryOf } from './bytes'
 import { constants } from './constants'
-import { invalidArgType, invalidArgValue, validateArray, validateInt32, validateInteger, INT32_MAX } from './errors'
+import { descriptorsOf, type DescriptorLike } from './fd'
+import { invalidArgType, invalidArgValue, validateArray, validateInt32 } from './errors'
 
 /**
  * One control message to send: level (e.g. SOL_SOCKET), type (e.g. SCM_RIGHTS) and payload.
@@ -20,6 +21,7 @@ export type ReceivedAncillaryItem = [level: number, type: number, data: Buffer]
 const FD_SIZE = 4
 
 /** Checks a caller's list and returns it as `[level, type, Uint8Array]` triples. */
+/** @internal */
 export function ancillaryOf(value: unknown, name: string): Array<[number, number, Uint8Array]> {
   const list = validateArray(value, name)
   const items = new Array<[number, number, Uint8Array]>(list.length)
@@ -43,14 +45,12 @@ export function ancillaryOf(value: unknown, name: string): Array<[number, number
  * The SCM_RIGHTS triple that copies `fds` into the receiving process: the descriptors packed as
  * native-endian 32-bit integers, as the kernel reads them.
  *
- * @example sendmsg(sock, 'here', [scmRights([fd])])
+ * @example sendmsg(sock, 'here', [scmRights([fd, server])])
  */
-export function scmRights(fds: readonly number[]): AncillaryItem {
-  validateArray(fds, 'fds')
+export function scmRights(fds: readonly DescriptorLike[]): AncillaryItem {
   // Checked before the buffer is made: a sparse `new Array(1e9)` is refused at its first hole, not
   // after allocating 4 GB for it.
-  const numbers: number[] = []
-  for (let i = 0; i < fds.length; i++) numbers.push(validateInteger(fds[i], `fds[${i}]`, 0, INT32_MAX))
+  const numbers = descriptorsOf(fds, 'fds')
   const packed = Buffer.alloc(numbers.length * FD_SIZE)
   new Int32Array(packed.buffer, packed.byteOffset, numbers.length).set(numbers)
   return [constants.SOL_SOCKET, constants.SCM_RIGHTS, packed]

@@ -1,8 +1,10 @@
 // Bridges between descriptors and Node's own socket objects. A descriptor is checked for what it
 // really is (family, SO_TYPE, listening or connected) before Node is given it, so a mismatch is a
 // clear error here rather than a confusing one inside net or dgram.
-import dgram from 'node:dgram'
-import net from 'node:net'
+// Namespace imports: a default import of a node: module needs esModuleInterop in the consumer's
+// compiler options (TS1192 without it), and these declarations ship.
+import * as dgram from 'node:dgram'
+import * as net from 'node:net'
 
 import { native } from './binding'
 import { constants } from './constants'
@@ -76,7 +78,7 @@ export function toNetServer<S extends net.Server = net.Server>(fd: Descriptor, s
  * Makes a `net.Socket` of a descriptor that must be a connected TCP or AF_UNIX stream socket.
  * The socket owns the descriptor from then on.
  *
- * @example const conn = toNetSocket(msg.fds[0])
+ * @example for (const fd of msg.fds) toNetSocket(fd).end('hello')
  */
 export function toNetSocket(fd: Descriptor, options: Omit<net.SocketConstructorOpts, 'fd'> = {}): net.Socket {
   const checked = describe(fd)

@@ -27,6 +27,7 @@ function viewOf(value: unknown): Uint8Array | undefined {
 }
 
 /** Binary data only: control-message payloads, where a string would be a mistake. */
+/** @internal */
 export function binaryOf(value: unknown, name: string): Uint8Array {
   const view = viewOf(value)
   if (view === undefined) throw invalidArgType(name, EXPECTED_BINARY, value)
@@ -34,6 +35,7 @@ export function binaryOf(value: unknown, name: string): Uint8Array {
 }
 
 /** Message data: binary, or a string sent as UTF-8. */
+/** @internal */
 export function bytesOf(value: unknown, name: string): Uint8Array {
   if (typeof value === 'string') return Buffer.from(value, 'utf8')
   const view = viewOf(value)
@@ -41,6 +43,7 @@ export function bytesOf(value: unknown, name: string): Uint8Array {
   return view
 }
 
+/** @internal */
 export function chunksOf(data: unknown, name: string): Uint8Array[] {
   if (data instanceof Uint8Array) return [data]
   if (!Array.isArray(data)) return [bytesOf(data, name)]
@@ -52,6 +55,7 @@ export function chunksOf(data: unknown, name: string): Uint8Array[] {
   return chunks
 }
 
+/** @internal */
 export function totalLength(chunks: readonly Uint8Array[]): number {
   let total = 0
   for (const chunk of chunks) total += chunk.byteLength

@@ -4,6 +4,7 @@
 import type { AncillaryItem } from './ancillary'
 import { native } from './binding'
 import { binaryOf } from './bytes'
+import { checkOptionNames } from './cancellation'
 import { constants } from './constants'
 import { invalidArgType, stateError, validateInteger, INT32_MAX } from './errors'
 import { fdOf, type SocketLike } from './fd'
@@ -23,7 +24,7 @@ export interface Credentials {
  * The credentials of the process at the other end of a connected AF_UNIX socket, as the kernel
  * recorded them when it connected: fit for access checks.
  *
- * @example if (peerCredentials(sock).uid !== process.getuid()) sock.close()
+ * @example if (peerCredentials(sock).uid !== process.getuid?.()) sock.close()
  */
 export function peerCredentials(socket: SocketLike): Credentials {
   return native.peerCredentials(fdOf(socket))
@@ -47,7 +48,7 @@ const UCRED_SIZE = 12
 export function scmCredentials(credentials: Partial<Credentials> = {}): AncillaryItem {
   const type = requireScmCredentials()
   if (credentials === null || typeof credentials !== 'object') throw invalidArgType('credentials', 'of type object', credentials)
-  const { pid = process.pid, uid = process.getuid!(), gid = process.getgid!() } = credentials
+  const { pid = process.pid, uid = process.getuid!(), gid = process.getgid!() } = checkOptionNames(credentials, 'credentials', ['pid', 'uid', 'gid']) as Partial<Credentials>
   const data = Buffer.alloc(UCRED_SIZE)
   const view = new DataView(data.buffer, data.byteOffset, UCRED_SIZE)
   const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1

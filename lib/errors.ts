@@ -44,10 +44,12 @@ function show(value: unknown): string {
   }
 }
 
+/** @internal */
 export function invalidArgType(name: string, expected: string, actual: unknown): TypeError & NodeError {
   return withCode(new TypeError(`The "${name}" argument must be ${expected}. ${describe(actual)}`), 'ERR_INVALID_ARG_TYPE')
 }
 
+/** @internal */
 export function outOfRange(name: string, range: string, actual: unknown): RangeError & NodeError {
   return withCode(
     new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${show(actual)}`),
@@ -55,24 +57,30 @@ export function outOfRange(name: string, range: string, actual: unknown): RangeE
   )
 }
 
+/** @internal */
 export function invalidArgValue(name: string, actual: unknown, reason: string): TypeError & NodeError {
   return withCode(new TypeError(`The argument '${name}' ${reason}. Received ${show(actual)}`), 'ERR_INVALID_ARG_VALUE')
 }
 
 /** An error with a code of this package's own, for states rather than arguments. */
+/** @internal */
 export function stateError(code: string, message: string, options?: ErrorOptions): Error & NodeError {
   return withCode(new Error(message, options), code)
 }
 
+/** @internal */
 export const INT32_MIN = -(2 ** 31)
+/** @internal */
 export const INT32_MAX = 2 ** 31 - 1
 
 /** Whether `value` is an integer in `[min, max]` (the cheap check hot paths make before naming anything). */
+/** @internal */
 export function isIntegerIn(value: unknown, min: number, max: number): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max
 }
 
 /** An integer in `[min, max]`, or a TypeError/RangeError naming `name`. */
+/** @internal */
 export function validateInteger(value: unknown, name: string, min: number, max: number): number {
   if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value)
   if (!Number.isInteger(value)) throw outOfRange(name, 'an integer', value)
@@ -80,16 +88,19 @@ export function validateInteger(value: unknown, name: string, min: number, max: 
   return value
 }
 
+/** @internal */
 export function validateInt32(value: unknown, name: string): number {
   return validateInteger(value, name, INT32_MIN, INT32_MAX)
 }
 
 /** A real array (sparse slots are caught by the per-item checks, which see `undefined`). */
+/** @internal */
 export function validateArray(value: unknown, name: string): readonly unknown[] {
   if (!Array.isArray(value)) throw invalidArgType(name, 'an instance of Array', value)
   return value
 }
 
+/** @internal */
 export function validateOneOf<T extends string>(value: unknown, name: string, allowed: readonly T[]): T {
   if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
     throw invalidArgValue(name, value, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}`)

@@ -2,17 +2,32 @@
 // package's sockets (`.fd`), or Node's own net.Socket, net.Server and dgram.Socket, whose libuv
 // handle knows its descriptor on Unix.
 import { Socket as DatagramSocket } from 'node:dgram'
+import type * as dgram from 'node:dgram'
+import type * as net from 'node:net'
 import { Server as NetServer, Socket as NetSocket } from 'node:net'
 
-import { invalidArgType, invalidArgValue, INT32_MAX, validateInteger } from './errors'
+import { invalidArgType, invalidArgValue, INT32_MAX, isIntegerIn, validateInteger } from './errors'
+import type { ReceivedFd } from './received-fd'
 import { RUNTIME, runtimeUnsupported } from './runtime'
+import type { UnixServer } from './server'
+import type { UnixSocket } from './socket'
 
 /**
- * A descriptor number, or an object that owns one.
+ * Anything that stands for an open descriptor, wherever the package takes one: a number, a
+ * {@link ReceivedFd}, Node's `net.Server`, `net.Socket` and `dgram.Socket`, or this package's
+ * `UnixSocket` and `UnixServer`. The descriptor stays its owner's: it is only read, or copied to
+ * the receiver of a message.
+ *
+ * @example const listener: DescriptorLike = net.createServer().listen(0)
+ */
+export type DescriptorLike = number | ReceivedFd | UnixSocket | UnixServer | net.Server | net.Socket | dgram.Socket
+
+/**
+ * The socket parameters' name for a {@link DescriptorLike}.
  *
  * @example const socket: SocketLike = net.createConnection('/tmp/app.sock')
  */
-export type SocketLike = number | { readonly fd: number } | object
+export type SocketLike = DescriptorLike
 
 function handleFd(handle: unknown): unknown {
   return handle !== null && typeof handle === 'object' ? (handle as { fd?: unknown }).fd : undefined
@@ -37,15 +52,22 @@ function fdOfObject(socket: object): unknown {
 }
 
 /**
- * The descriptor number of `socket` (a number, a net.Server, net.Socket, dgram.Socket, or one of
- * this package's sockets), still owned by it; a TypeError/RangeError naming `name` otherwise.
+ * The descriptor number of `socket` (a {@link DescriptorLike}), still owned by it; a
+ * TypeError/RangeError naming `name` otherwise.
  *
  * @example sendmsg(sock, 'here', [scmRights([fdOf(server)])])
  */
-export function fdOf(socket: unknown, name = 'socket'): number {
+export function fdOf(socket: DescriptorLike, name = 'socket'): number {
+  return descriptorOf(socket, name)
+}
+
+/** Internal: {@link fdOf} for values not yet known to be descriptor-likes (run-time checks). */
+/** @internal */
+export function descriptorOf(socket: unknown, name: string): number {
+  if (isIntegerIn(socket, 0, INT32_MAX)) return socket
   if (typeof socket === 'number') return validateInteger(socket, name, 0, INT32_MAX)
   if (socket === null || typeof socket !== 'object') {
-    throw invalidArgType(name, 'a file descriptor number or an object with one (net.Socket, net.Server, dgram.Socket)', socket)
+    throw invalidArgType(name, 'a file descriptor number or an object with one (ReceivedFd, net.Socket, net.Server, dgram.Socket, UnixSocket, UnixServer)', socket)
   }
   const fd = fdOfObject(socket)
   if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > INT32_MAX) {
@@ -62,4 +84,16 @@ export function fdOf(socket: unknown, name = 'socket'): number {
     throw invalidArgValue(name, socket, 'has no file descriptor: is it open, and connected, bound or listening?')
   }
   return fd
+}
+
+/** Internal: the numbers of a list of descriptor-likes, each checked and named `name[i]`. */
+/** @internal */
+export function descriptorsOf(list: unknown, name: string): number[] {
+  if (!Array.isArray(list)) throw invalidArgType(name, 'an instance of Array', list)
+  const numbers = new Array<number>(list.length)
+  for (let i = 0; i < list.length; i++) {
+    const fd: unknown = list[i]
+    numbers[i] = isIntegerIn(fd, 0, INT32_MAX) ? fd : descriptorOf(fd, `${name}[${i}]`)
+  }
+  return numbers
 }

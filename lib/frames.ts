@@ -10,13 +10,16 @@
 // beyond what that frame declares (or could declare, while its header is incomplete) is an error.
 import { EventEmitter } from 'node:events'
 
-import { INT32_MAX, invalidArgType, invalidArgValue, stateError, validateInteger } from './errors'
+import { abortError, checkOptionNames, timeoutError, waitOptions, WAIT_OPTIONS, type WaitOptions } from './cancellation'
+import { invalidArgType, stateError, validateInteger } from './errors'
+import { descriptorsOf, type DescriptorLike } from './fd'
 import type { Message } from './message'
-import { ReceivedFd } from './received-fd'
-import type { UnixSocket } from './socket'
+import type { ReceivedFd } from './received-fd'
+import { UnixSocket } from './socket'
 
 const HEADER_SIZE = 6
 /** The kernel's limit for one message (Linux SCM_MAX_FD), so that a frame is one message's worth. */
+/** @internal */
 export const MAX_FDS_PER_FRAME = 253
 /**
  * With nobody consuming, the channel stops reading the socket once this many frames, or this many
@@ -35,7 +38,21 @@ const MAX_QUEUED_FDS = 4 * MAX_FDS_PER_FRAME
  */
 export interface Frame<T = unknown> {
   value: T
-  fds: ReceivedFd[]
+  fds: readonly ReceivedFd[]
+}
+
+/**
+ * The events of a {@link FrameChannel} and what their listeners get.
+ *
+ * @example channel.on('frame', ({ value, fds }) => console.log(value, fds.length))
+ */
+export interface FrameChannelEvents {
+  /** A frame arrived; its descriptors not taken or kept in the handler are closed after it. */
+  frame: [frame: Frame]
+  /** The peer hung up between frames. */
+  end: []
+  /** A protocol or socket error (with nobody waiting in `next()`). */
+  error: [error: Error]
 }
 
 /**
@@ -49,50 +66,19 @@ export interface FrameChannelOptions {
 }
 
 /**
- * Options of {@link FrameChannel.next}.
+ * Options of {@link FrameChannel.next}: `signal` rejects with an AbortError (`code: 'ABORT_ERR'`)
+ * when aborted (at once if it already is), `timeout` with `ERR_SENDMSG_TIMEOUT` when no frame
+ * arrived within that many milliseconds.
  *
- * @example await channel.next({ timeout: 5000, signal: controller.signal })
+ * @example await channel.next({ timeout: 5000, signal: AbortSignal.timeout(10_000) })
  */
-export interface NextFrameOptions {
-  /** Rejects with an AbortError (`code: 'ABORT_ERR'`) when aborted, or at once if already aborted. */
-  signal?: AbortSignal
-  /** Rejects with `ERR_SENDMSG_TIMEOUT` when no frame arrived within this many milliseconds. */
-  timeout?: number
-}
+export type NextFrameOptions = WaitOptions
 
 function frameError(message: string): Error & { code: string } {
   return stateError('ERR_SENDMSG_FRAME', message)
 }
 
-/** Node's AbortError (what its own promise APIs reject with when a signal aborts them). */
-export function abortError(reason?: unknown): Error & { code: 'ABORT_ERR' } {
-  const error = stateError('ABORT_ERR', 'The operation was aborted', reason === undefined ? undefined : { cause: reason })
-  error.name = 'AbortError'
-  return error as Error & { code: 'ABORT_ERR' }
-}
-
-export function timeoutError(message: string): Error & { code: 'ERR_SENDMSG_TIMEOUT' } {
-  return stateError('ERR_SENDMSG_TIMEOUT', message) as Error & { code: 'ERR_SENDMSG_TIMEOUT' }
-}
-
-/** Refuses option names a function does not know: a misspelt `timout` would otherwise do nothing. */
-export function checkOptionNames(options: unknown, name: string, known: readonly string[]): Record<string, unknown> {
-  if (options === undefined) return {}
-  if (options === null || typeof options !== 'object') throw invalidArgType(name, 'of type object', options)
-  for (const key of Object.keys(options)) {
-    if (!known.includes(key)) throw invalidArgValue(name, key, `has an unknown option '${key}' (known: ${known.join(', ')})`)
-  }
-  return options as Record<string, unknown>
-}
-
-/** A checked `signal` and `timeout` (milliseconds, as setTimeout takes them). */
-export function waitOptions(options: Record<string, unknown>, name: string): { signal?: AbortSignal; timeout?: number } {
-  const { signal, timeout } = options
-  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType(`${name}.signal`, 'an instance of AbortSignal', signal)
-  if (timeout !== undefined) validateInteger(timeout, `${name}.timeout`, 0, INT32_MAX)
-  return { signal: signal as AbortSignal | undefined, timeout: timeout as number | undefined }
-}
-
+/** Closes the descriptors of a frame nobody took. */
 function settle(frame: Frame): void {
   for (const fd of frame.fds) fd.close()
 }
@@ -117,14 +103,14 @@ interface Waiter {
  *
  * @example const channel = new FrameChannel(sock); await channel.send({ hello: 1 }, [fd])
  */
-export class FrameChannel extends EventEmitter {
+export class FrameChannel extends EventEmitter<FrameChannelEvents> implements Disposable, AsyncDisposable {
   readonly socket: UnixSocket
   readonly #maxFrameSize: number
   #buffer: Buffer = Buffer.alloc(0)
   /** Descriptors received and not yet given to a frame, in arrival order; owned here. */
   #fds: ReceivedFd[] = []
   /** Complete frames nobody has asked for yet, and how many descriptors they hold. */
-  #frames: Frame[] = []
+  #frames: Array<Frame & { fds: ReceivedFd[] }> = []
   #queuedFds = 0
   /** Whether this channel paused the socket because too much waits unconsumed. */
   #throttled = false
@@ -134,14 +120,15 @@ export class FrameChannel extends EventEmitter {
   #ended = false
   #closed = false
 
-  constructor(socket: UnixSocket, options: FrameChannelOptions = {}) {
+  constructor(socket: UnixSocket, options?: FrameChannelOptions) {
     super()
+    if (!(socket instanceof UnixSocket)) throw invalidArgType('socket', 'an instance of UnixSocket', socket)
     const { maxFrameSize = 1 << 20 } = checkOptionNames(options, 'options', ['maxFrameSize'])
     this.socket = socket
     this.#maxFrameSize = validateInteger(maxFrameSize, 'options.maxFrameSize', 1, 2 ** 32 - 1)
     socket.on('message', (message: Message) => this.#onMessage(message))
     // Frames that arrived before anyone listened go to the first 'frame' listener.
-    this.on('newListener', (event) => {
+    ;(this as EventEmitter).on('newListener', (event) => {
       if (event === 'frame') queueMicrotask(() => this.#flushQueued())
     })
     socket.on('end', () => this.#onEnd())
@@ -165,14 +152,15 @@ export class FrameChannel extends EventEmitter {
    *
    * @example await channel.send({ type: 'ping' })
    */
-  send(value: unknown, fds: readonly (number | ReceivedFd)[] = []): Promise<void> {
-    if (fds.length > MAX_FDS_PER_FRAME) throw frameError(`a frame carries at most ${MAX_FDS_PER_FRAME} descriptors, not ${fds.length}`)
+  send(value: unknown, fds: readonly DescriptorLike[] = []): Promise<void> {
+    const numbers = descriptorsOf(fds, 'fds')
+    if (numbers.length > MAX_FDS_PER_FRAME) throw frameError(`a frame carries at most ${MAX_FDS_PER_FRAME} descriptors, not ${numbers.length}`)
     const body = Buffer.from(JSON.stringify(value) ?? 'null', 'utf8')
     if (body.length > this.#maxFrameSize) throw frameError(`a frame of ${body.length} bytes is larger than ${this.#maxFrameSize}`)
     const header = Buffer.alloc(HEADER_SIZE)
     header.writeUInt32BE(body.length, 0)
-    header.writeUInt16BE(fds.length, 4)
-    return this.socket.send([header, body], fds.length > 0 ? { fds } : undefined)
+    header.writeUInt16BE(numbers.length, 4)
+    return this.socket.send([header, body], numbers.length > 0 ? { fds: numbers } : undefined)
   }
 
   /**
@@ -183,7 +171,7 @@ export class FrameChannel extends EventEmitter {
    * @example const { value, fds } = await channel.next({ timeout: 5000 })
    */
   next<T = unknown>(options?: NextFrameOptions): Promise<Frame<T>> {
-    const { signal, timeout } = waitOptions(checkOptionNames(options, 'options', ['signal', 'timeout']), 'options')
+    const { signal, timeout } = waitOptions(checkOptionNames(options, 'options', WAIT_OPTIONS), 'options')
     if (signal?.aborted) return Promise.reject(abortError(signal.reason))
     if (this.#previous) settle(this.#previous)
     this.#previous = undefined
@@ -232,7 +220,7 @@ export class FrameChannel extends EventEmitter {
    * descriptors nobody declared.
    */
   #parse(): void {
-    const complete: Frame[] = []
+    const complete: Array<Frame & { fds: ReceivedFd[] }> = []
     try {
       // How many descriptors the frame the buffer ends inside may still claim.
       let claimable = 0
@@ -275,7 +263,7 @@ export class FrameChannel extends EventEmitter {
     for (const frame of complete) this.#deliver(frame)
   }
 
-  #deliver(frame: Frame): void {
+  #deliver(frame: Frame & { fds: ReceivedFd[] }): void {
     const waiter = this.#waiters[0]
     if (waiter !== undefined) return waiter.resolve(frame)
     if (this.listenerCount('frame') === 0) {
@@ -295,7 +283,7 @@ export class FrameChannel extends EventEmitter {
   }
 
   /** A queued frame was taken: read again once there is room. */
-  #consumed(frame: Frame): void {
+  #consumed(frame: Frame & { fds: ReceivedFd[] }): void {
     this.#queuedFds -= frame.fds.length
     if (this.#throttled && this.#frames.length < MAX_QUEUED_FRAMES && this.#queuedFds < MAX_QUEUED_FDS) {
       this.#throttled = false
@@ -357,6 +345,19 @@ export class FrameChannel extends EventEmitter {
     this.#releaseAll()
     this.socket.close()
     for (const waiter of this.#waiters.splice(0)) waiter.reject(channelClosed())
+  }
+
+  /** `close()`, for `using`. */
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  /** `close()`, then the socket's 'close' event, for `await using`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#closed && this.socket.closed) return
+    const closed = this.socket.closed ? undefined : new Promise<void>((resolve) => this.socket.once('close', resolve))
+    this.close()
+    await closed
   }
 }
 

@@ -13,7 +13,7 @@
 // Either side that refuses tells the other why in an 'error' frame when the channel still takes
 // one, and rejects with ERR_SENDMSG_HANDOFF. Written on the public socket API only.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
-import { EventEmitter } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 import { lstatSync, mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 
@@ -21,18 +21,11 @@ import { isListeningSocket } from './bridge'
 import { closeFd } from './close'
 import { peerCredentials, type Credentials } from './credentials'
 import { INT32_MAX, invalidArgType, invalidArgValue, stateError, validateInteger } from './errors'
-import { fdOf } from './fd'
-import {
-  abortError,
-  checkOptionNames,
-  FrameChannel,
-  MAX_FDS_PER_FRAME,
-  timeoutError,
-  waitOptions,
-  type Frame,
-} from './frames'
+import { descriptorOf, type DescriptorLike } from './fd'
+import { abortError, checkOptionNames, Deadline, timeoutError, waitOptions, WAIT_OPTIONS, type WaitOptions } from './cancellation'
+import { FrameChannel, MAX_FDS_PER_FRAME, type Frame } from './frames'
 import type { ReceivedFd } from './received-fd'
-import { UnixServer } from './server'
+import { listenNow, type UnixServer } from './server'
 import { UnixSocket } from './socket'
 import { socketpair } from './sync'
 
@@ -53,11 +46,12 @@ const DEFAULT_HANDSHAKE_TIMEOUT = 10_000
 export const HANDOFF_FD_ENV = 'SENDMSG_HANDOFF_FD'
 
 /**
- * A listening socket to hand over: a descriptor, or an object that has one (net.Server, UnixServer, ...).
+ * A listening socket to hand over: a descriptor, or an object that has one (net.Server,
+ * UnixServer, ...), as every parameter of the package that takes a descriptor.
  *
- * @example const source: ListenerSource = server
+ * @example const source: ListenerSource = net.createServer().listen(0)
  */
-export type ListenerSource = number | ReceivedFd | object
+export type ListenerSource = DescriptorLike
 /**
  * Listening sockets by name.
  *
@@ -68,7 +62,7 @@ export type Listeners = Readonly<Record<string, ListenerSource>>
 /**
  * What a refused handoff rejects with.
  *
- * @example if ((error as HandoffError).code === 'ERR_SENDMSG_HANDOFF') log(error.message)
+ * @example await takeListeners(path).catch((error: HandoffError) => log(error.code === 'ERR_SENDMSG_HANDOFF' ? error.message : 'other'))
  */
 export type HandoffError = Error & { code: 'ERR_SENDMSG_HANDOFF' }
 
@@ -125,68 +119,6 @@ async function tellPeer(channel: FrameChannel, message: string): Promise<void> {
   }
 }
 
-/**
- * One `signal` for everything an operation waits for: aborted with an AbortError when the
- * caller's signal aborts, or with ERR_SENDMSG_TIMEOUT when `timeout` ms have passed.
- */
-class Deadline {
-  readonly signal: AbortSignal | undefined
-  readonly #controller: AbortController | undefined
-  readonly #callerSignal: AbortSignal | undefined
-  #timer: NodeJS.Timeout | undefined
-
-  constructor(signal: AbortSignal | undefined, timeout: number | undefined, timedOut: () => Error) {
-    if (signal === undefined && timeout === undefined) return
-    const controller = (this.#controller = new AbortController())
-    this.signal = controller.signal
-    this.#callerSignal = signal
-    if (signal?.aborted) controller.abort(abortError(signal.reason))
-    else signal?.addEventListener('abort', this.#onAbort, { once: true })
-    if (timeout !== undefined) this.#timer = setTimeout(() => controller.abort(timedOut()), timeout)
-  }
-
-  readonly #onAbort = (): void => this.#controller!.abort(abortError(this.#callerSignal!.reason))
-
-  /**
-   * `promise`, or the deadline's reason if it ends first; what the promise brings later is handed
-   * to `discard` (something that cannot be cancelled, such as a connect, is still cleaned up).
-   */
-  race<T>(promise: Promise<T>, discard: (late: T) => void): Promise<T> {
-    const signal = this.signal
-    if (signal === undefined) return promise
-    return new Promise<T>((resolve, reject) => {
-      const onEnd = () => reject(signal.reason)
-      signal.addEventListener('abort', onEnd, { once: true })
-      promise.then(
-        (value) => {
-          signal.removeEventListener('abort', onEnd)
-          if (signal.aborted) discard(value)
-          else resolve(value)
-        },
-        (error) => {
-          signal.removeEventListener('abort', onEnd)
-          reject(error)
-        },
-      )
-    })
-  }
-
-  /** Throws the reason if it ended. */
-  check(): void {
-    if (this.signal?.aborted) throw this.signal.reason
-  }
-
-  /** What to reject with: the deadline's reason when it ended (next() wraps it), else `error`. */
-  reason(error: unknown): unknown {
-    return this.signal?.aborted ? this.signal.reason : error
-  }
-
-  dispose(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer)
-    this.#callerSignal?.removeEventListener('abort', this.#onAbort)
-  }
-}
-
 function header(type: string): { protocol: string; version: number; type: string } {
   return { protocol: PROTOCOL, version: VERSION, type }
 }
@@ -212,7 +144,7 @@ function listenerEntries(listeners: Listeners): Array<[string, number]> {
   if (count > MAX_LISTENERS) throw invalidArgValue('listeners', `${count} listeners`, `must hold at most ${MAX_LISTENERS} listening sockets`)
   const entries = Object.entries(listeners).map(([name, source]): [string, number] => {
     if (!NAME.test(name)) throw invalidArgValue(`listeners.${name}`, name, 'has a name that is not 1-64 letters, digits, or . _ : - (starting with a letter or digit)')
-    return [name, fdOf(source, `listeners.${name}`)]
+    return [name, descriptorOf(source, `listeners.${name}`)]
   })
   for (const [name, fd] of entries) {
     if (!isListeningSocket(fd)) throw invalidArgValue(`listeners.${name}`, fd, 'is not a listening socket')
@@ -244,37 +176,34 @@ export async function sendListeners(channel: FrameChannel, listeners: Listeners)
 }
 
 /**
- * Listening sockets received, by name, each an owned ReceivedFd (take it, or turn it into a server).
+ * Listening sockets received, by name, each an owned ReceivedFd (take it, or turn it into a
+ * server). With `expect`, exactly the names expected.
  *
- * @example toNetServer((listeners as ReceivedListeners).http, app)
+ * @example const listeners: ReceivedListeners<'http'> = (await workerListeners({ expect: ['http'] })).listeners
  */
-export type ReceivedListeners = Record<string, ReceivedFd>
+export type ReceivedListeners<Name extends string = string> = Record<Name, ReceivedFd>
 
 /**
  * Options of {@link receiveListeners}.
  *
  * @example await receiveListeners(channel, { expect: ['http'], acknowledge: false })
  */
-export interface ReceiveListenersOptions {
-  /** The names expected, exactly; anything else is refused. */
-  expect?: readonly string[]
+export interface ReceiveListenersOptions<Name extends string = string> extends WaitOptions {
+  /** The names expected, exactly; anything else is refused. The listeners are then typed by these names. */
+  expect?: readonly Name[]
   /** Acknowledge at once (default true). With false, call the returned `acknowledge()` when ready. */
   acknowledge?: boolean
-  /** Gives up (AbortError, `code: 'ABORT_ERR'`) when aborted, before the listeners are all received. */
-  signal?: AbortSignal
-  /** Gives up (ERR_SENDMSG_TIMEOUT) when the listeners have not all arrived within this many milliseconds. */
-  timeout?: number
 }
 
-const RECEIVE_OPTIONS = ['expect', 'acknowledge', 'signal', 'timeout'] as const
+const RECEIVE_OPTIONS = ['expect', 'acknowledge', ...WAIT_OPTIONS] as const
 
 /**
  * What {@link receiveListeners} and {@link takeListeners} resolve to.
  *
  * @example const { listeners, acknowledge }: ReceivedHandoff = await takeListeners(path, { acknowledge: false })
  */
-export interface ReceivedHandoff {
-  listeners: ReceivedListeners
+export interface ReceivedHandoff<Name extends string = string> {
+  listeners: ReceivedListeners<Name>
   /** Tells the sender it may close its copies (already done unless `acknowledge: false`). */
   acknowledge(): Promise<void>
 }
@@ -287,10 +216,14 @@ export interface ReceivedHandoff {
  *
  * @example const { listeners } = await receiveListeners(channel, { expect: ['http'] })
  */
-export async function receiveListeners(channel: FrameChannel, options?: ReceiveListenersOptions): Promise<ReceivedHandoff> {
-  const checked = checkOptionNames(options, 'options', RECEIVE_OPTIONS) as ReceiveListenersOptions
+export async function receiveListeners<const Name extends string = string>(
+  channel: FrameChannel,
+  options?: ReceiveListenersOptions<Name>,
+): Promise<ReceivedHandoff<Name>> {
+  if (!(channel instanceof FrameChannel)) throw invalidArgType('channel', 'an instance of FrameChannel', channel)
+  const checked = checkOptionNames(options, 'options', RECEIVE_OPTIONS) as ReceiveListenersOptions<Name>
   const { signal, timeout } = waitOptions(checked as Record<string, unknown>, 'options')
-  const deadline = new Deadline(signal, timeout, () => timeoutError(`The listeners did not arrive within ${timeout} ms`))
+  const deadline = new Deadline({ signal, timeout }, () => timeoutError(`The listeners did not arrive within ${timeout} ms`))
   try {
     return await receiveWithin(channel, checked, deadline)
   } finally {
@@ -298,8 +231,13 @@ export async function receiveListeners(channel: FrameChannel, options?: ReceiveL
   }
 }
 
-async function receiveWithin(channel: FrameChannel, options: ReceiveListenersOptions, deadline: Deadline): Promise<ReceivedHandoff> {
-  const received: ReceivedListeners = Object.create(null)
+async function receiveWithin<Name extends string>(
+  channel: FrameChannel,
+  options: ReceiveListenersOptions<Name>,
+  deadline: Deadline,
+): Promise<ReceivedHandoff<Name>> {
+  // Every name is checked against `expect` (when given) before it is stored.
+  const received: ReceivedListeners<string> = Object.create(null)
   const held: ReceivedFd[] = []
   try {
     deadline.check()
@@ -325,7 +263,7 @@ async function receiveWithin(channel: FrameChannel, options: ReceiveListenersOpt
       names.forEach((name: unknown, i: number) => {
         if (typeof name !== 'string' || !NAME.test(name)) throw handoffError(`a listener name is not well formed: ${JSON.stringify(name)}`)
         if (name in received) throw handoffError(`the listener '${name}' was sent twice`)
-        if (options.expect && !options.expect.includes(name)) throw handoffError(`an unexpected listener '${name}'`)
+        if (options.expect && !(options.expect as readonly string[]).includes(name)) throw handoffError(`an unexpected listener '${name}'`)
         if (!isListeningSocket(fds[i]!)) throw handoffError(`the listener '${name}' is not a listening socket`)
         received[name] = fds[i]!
       })
@@ -345,13 +283,13 @@ async function receiveWithin(channel: FrameChannel, options: ReceiveListenersOpt
   let acknowledged: Promise<void> | undefined
   const acknowledge = () => (acknowledged ??= channel.send({ ...header('ack'), names }))
   if (options.acknowledge !== false) await acknowledge()
-  return { listeners: received, acknowledge }
+  return { listeners: received as ReceivedListeners<Name>, acknowledge }
 }
 
 /**
  * Options of {@link spawnWorker}: Node's spawn options, the listeners, and the channel's descriptor.
  *
- * @example spawnWorker(process.execPath, ['worker.js'], { listeners: { http }, env: process.env })
+ * @example spawnWorker(process.execPath, ['worker.js'], { listeners: { http: server }, env: process.env })
  */
 export interface SpawnWorkerOptions extends SpawnOptions {
   /** The listening sockets the worker gets. */
@@ -365,13 +303,36 @@ export interface SpawnWorkerOptions extends SpawnOptions {
  *
  * @example const { child, channel, ready }: SpawnedWorker = spawnWorker(node, ['worker.js'], { listeners })
  */
-export interface SpawnedWorker {
+export interface SpawnedWorker extends AsyncDisposable {
   child: ChildProcess
   /** The channel to the worker, for your own control messages once the listeners are handed over. */
   channel: FrameChannel
   /** Resolves when the worker holds the listeners. */
   ready: Promise<void>
+  /**
+   * For `await using`: closes the channel and ends the worker (SIGTERM unless it already exited),
+   * resolving once it has exited.
+   */
+  [Symbol.asyncDispose](): Promise<void>
 }
+
+/** Node's spawn options, which spawnWorker passes on. */
+const SPAWN_OPTIONS = [
+  'cwd',
+  'env',
+  'argv0',
+  'stdio',
+  'detached',
+  'uid',
+  'gid',
+  'serialization',
+  'shell',
+  'windowsVerbatimArguments',
+  'windowsHide',
+  'signal',
+  'timeout',
+  'killSignal',
+] as const
 
 /**
  * Spawns a worker with a connected stream socket on a known descriptor (3 by default, named in
@@ -383,6 +344,7 @@ export interface SpawnedWorker {
  */
 export function spawnWorker(command: string, args: readonly string[], options: SpawnWorkerOptions): SpawnedWorker {
   if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options)
+  checkOptionNames(options, 'options', ['listeners', 'fd', ...SPAWN_OPTIONS])
   const { listeners, fd = 3, ...spawnOptions } = options
   // Checked before anything is made. 0-2 are the child's stdio; past 1023 is past a default limit.
   validateInteger(fd, 'options.fd', 3, 1023)
@@ -419,7 +381,18 @@ export function spawnWorker(command: string, args: readonly string[], options: S
     throw error
   })
   ready.catch(() => {})
-  return { child, channel, ready }
+  return {
+    child,
+    channel,
+    ready,
+    async [Symbol.asyncDispose]() {
+      channel.close()
+      if (child.exitCode !== null || child.signalCode !== null) return
+      const exited = once(child, 'exit')
+      child.kill()
+      await exited
+    },
+  }
 }
 
 /**
@@ -427,8 +400,8 @@ export function spawnWorker(command: string, args: readonly string[], options: S
  *
  * @example const { listeners, channel }: WorkerHandoff = await workerListeners()
  */
-export interface WorkerHandoff {
-  listeners: ReceivedListeners
+export interface WorkerHandoff<Name extends string = string> {
+  listeners: ReceivedListeners<Name>
   /** The channel to the supervisor, for control messages. */
   channel: FrameChannel
 }
@@ -438,9 +411,31 @@ export interface WorkerHandoff {
  *
  * @example await workerListeners({ expect: ['http'], timeout: 10_000 })
  */
-export interface WorkerListenersOptions extends Omit<ReceiveListenersOptions, 'acknowledge'> {
-  /** The channel's descriptor (default: SENDMSG_HANDOFF_FD from the environment, else 3). */
+export interface WorkerListenersOptions<Name extends string = string> extends Omit<ReceiveListenersOptions<Name>, 'acknowledge'> {
+  /** The channel's descriptor (default: SENDMSG_HANDOFF_FD, which spawnWorker sets in the worker's environment). */
   fd?: number
+}
+
+function notAWorker(message: string, cause?: unknown): Error {
+  return stateError('ERR_SENDMSG_NOT_A_WORKER', message, cause === undefined ? undefined : { cause })
+}
+
+/** The worker's end of its channel: the descriptor its supervisor named, adopted. */
+function workerSocket(fd: number | undefined): UnixSocket {
+  const named = process.env[HANDOFF_FD_ENV]
+  if (fd === undefined && named === undefined) {
+    throw notAWorker(`workerListeners() runs in a worker spawned by spawnWorker(): ${HANDOFF_FD_ENV} is not set (pass options.fd to name the channel yourself)`)
+  }
+  const number = fd ?? Number(named)
+  if (fd === undefined && !(Number.isInteger(number) && number >= 0)) throw notAWorker(`${HANDOFF_FD_ENV} is not a descriptor number: ${JSON.stringify(named)}`)
+  try {
+    return UnixSocket.from(number)
+  } catch (error) {
+    // A wrong options.fd is the caller's argument error; a descriptor that is not a socket is not a channel.
+    const code = (error as { code?: unknown } | null)?.code
+    if (code === 'ERR_INVALID_ARG_TYPE' || code === 'ERR_OUT_OF_RANGE') throw error
+    throw notAWorker(`descriptor ${number} is not this worker's channel to a supervisor: ${(error as Error).message}`, error)
+  }
 }
 
 /**
@@ -449,17 +444,16 @@ export interface WorkerListenersOptions extends Omit<ReceiveListenersOptions, 'a
  * closed and the promise rejects (ERR_SENDMSG_TIMEOUT, or an AbortError). The channel's
  * descriptor is taken over at once: whatever fails after that closes it.
  *
- * @example const { listeners } = await workerListeners(); toNetServer(listeners.http, app)
+ * @example const { listeners } = await workerListeners({ expect: ['http'] }); toNetServer(listeners.http, app)
  */
-export async function workerListeners(options?: WorkerListenersOptions): Promise<WorkerHandoff> {
+export async function workerListeners<const Name extends string = string>(options?: WorkerListenersOptions<Name>): Promise<WorkerHandoff<Name>> {
   if (options !== undefined && (options === null || typeof options !== 'object')) throw invalidArgType('options', 'of type object', options)
   // The descriptor is this worker's channel and good for nothing else: it is adopted first, and
   // closed whenever the handoff fails, a wrong option or an aborted signal included.
-  const fd = options?.fd ?? Number(process.env[HANDOFF_FD_ENV] ?? 3)
-  const channel = new FrameChannel(UnixSocket.from(fd))
-  let receiveOptions: ReceiveListenersOptions
+  const channel = new FrameChannel(workerSocket(options?.fd))
+  let receiveOptions: ReceiveListenersOptions<Name>
   try {
-    const { fd: _fd, ...rest } = checkOptionNames(options, 'options', ['expect', 'signal', 'timeout', 'fd']) as WorkerListenersOptions
+    const { fd: _fd, ...rest } = checkOptionNames(options, 'options', ['expect', ...WAIT_OPTIONS, 'fd']) as WorkerListenersOptions<Name>
     waitOptions(rest as Record<string, unknown>, 'options')
     receiveOptions = rest
   } catch (error) {
@@ -473,9 +467,9 @@ export async function workerListeners(options?: WorkerListenersOptions): Promise
 /**
  * Options of {@link offerListeners}.
  *
- * @example offerListeners(path, listeners, { allow: (peer) => peer.uid === 0 || peer.uid === process.getuid() })
+ * @example offerListeners(path, listeners, { allow: (peer) => peer.uid === 0 || peer.uid === process.getuid?.() })
  */
-export interface OfferOptions {
+export interface OfferOptions extends WaitOptions {
   /** Who may take the listeners (default: a process of the same user). */
   allow?: (peer: Credentials) => boolean
   /** How long an allowed peer may take to ask for the listeners, in ms (default 10 s); then it is hung up on ('rejected', ERR_SENDMSG_TIMEOUT). */
@@ -484,6 +478,22 @@ export interface OfferOptions {
   signal?: AbortSignal
   /** Ends the offer and emits 'error' (ERR_SENDMSG_TIMEOUT) when no peer took the listeners within this many ms. */
   timeout?: number
+}
+
+/**
+ * The events of a {@link ListenerOffer} and what their listeners get.
+ *
+ * @example offerListeners(path, listeners).on('handoff', ({ pid, uid }) => console.log(`taken by ${pid} (uid ${uid})`))
+ */
+export interface ListenerOfferEvents {
+  /** A peer acknowledged and holds the listeners: its kernel credentials. */
+  handoff: [peer: Credentials]
+  /** A peer that was not allowed; `error` is what `allow` threw, if it threw. */
+  refused: [peer: Credentials, error?: unknown]
+  /** A peer that broke the protocol or asked for nothing in time; its credentials when they were read. */
+  rejected: [error: Error, peer?: Credentials]
+  /** The offer's server failed, or its `timeout` or `signal` ended it. */
+  error: [error: Error]
 }
 
 function sameUser(peer: Credentials): boolean {
@@ -559,7 +569,7 @@ function listenPrivately(path: string): UnixServer {
     // ERR_WORKER_UNSUPPORTED_OPERATION in a worker thread.
   }
   try {
-    return UnixServer.listen(path)
+    return listenNow(path)
   } finally {
     if (previous !== undefined) process.umask(previous)
   }
@@ -587,7 +597,7 @@ export function offerListeners(path: string, listeners: Listeners, options?: Off
  *
  * @example offerListeners(path, { http: server }).once('handoff', () => process.exit(0))
  */
-export class ListenerOffer extends EventEmitter {
+export class ListenerOffer extends EventEmitter<ListenerOfferEvents> implements Disposable, AsyncDisposable {
   readonly path: string
   readonly #server: UnixServer
   readonly #listeners: Listeners
@@ -655,7 +665,7 @@ export class ListenerOffer extends EventEmitter {
       peer = peerCredentials(socket)
     } catch (error) {
       socket.close()
-      this.emit('rejected', error)
+      this.emit('rejected', error as Error)
       return
     }
     let allowed: boolean
@@ -674,7 +684,7 @@ export class ListenerOffer extends EventEmitter {
     const channel = new FrameChannel(socket, { maxFrameSize: 64 * 1024 })
     this.#channels.add(channel)
     const timeout = this.#handshakeTimeout
-    const handshake = new Deadline(undefined, timeout, () => timeoutError(`The peer asked for no listeners within ${timeout} ms`))
+    const handshake = new Deadline({ timeout }, () => timeoutError(`The peer asked for no listeners within ${timeout} ms`))
     try {
       let take: Frame
       try {
@@ -690,7 +700,7 @@ export class ListenerOffer extends EventEmitter {
     } catch (error) {
       if (this.#closed) return
       await tellPeer(channel, (error as Error).message)
-      this.emit('rejected', error, peer)
+      this.emit('rejected', error as Error, peer)
     } finally {
       this.#channels.delete(channel)
       channel.close()
@@ -706,14 +716,26 @@ export class ListenerOffer extends EventEmitter {
     this.#server.close()
     for (const channel of this.#channels) channel.close()
   }
+
+  /** `close()`, for `using`. */
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  /** `close()`, resolving once the offer's socket is closed, for `await using`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    const closed = this.#server.closed ? undefined : once(this.#server, 'close')
+    this.close()
+    await closed
+  }
 }
 
 /**
  * Options of {@link takeListeners}.
  *
- * @example await takeListeners(path, { expect: ['http'], allow: (peer) => peer.uid === process.getuid() })
+ * @example await takeListeners(path, { expect: ['http'], allow: (peer) => peer.uid === process.getuid?.() })
  */
-export interface TakeOptions extends ReceiveListenersOptions {
+export interface TakeOptions<Name extends string = string> extends ReceiveListenersOptions<Name> {
   /** Whom to take listeners from (default: a process of the same user). */
   allow?: (peer: Credentials) => boolean
 }
@@ -727,14 +749,14 @@ const TAKE_OPTIONS = [...RECEIVE_OPTIONS, 'allow'] as const
  *
  * @example const { listeners, acknowledge } = await takeListeners(path, { acknowledge: false })
  */
-export async function takeListeners(path: string, options?: TakeOptions): Promise<ReceivedHandoff> {
-  const { allow = sameUser, ...receiveOptions } = checkOptionNames(options, 'options', TAKE_OPTIONS) as TakeOptions
+export async function takeListeners<const Name extends string = string>(path: string, options?: TakeOptions<Name>): Promise<ReceivedHandoff<Name>> {
+  const { allow = sameUser, ...receiveOptions } = checkOptionNames(options, 'options', TAKE_OPTIONS) as TakeOptions<Name>
   if (typeof allow !== 'function') throw invalidArgType('options.allow', 'a function', allow)
   const { signal, timeout } = waitOptions(receiveOptions as Record<string, unknown>, 'options')
   // One deadline for all of it: connecting, asking, and receiving.
-  const deadline = new Deadline(signal, timeout, () => timeoutError(`No listeners were taken from ${path} within ${timeout} ms`))
+  const deadline = new Deadline({ signal, timeout }, () => timeoutError(`No listeners were taken from ${path} within ${timeout} ms`))
   let channel: FrameChannel | undefined
-  let handoff: ReceivedHandoff
+  let handoff: ReceivedHandoff<Name>
   try {
     deadline.check()
     const socket = await deadline.race(UnixSocket.connect(path), (late) => late.close())

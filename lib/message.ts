@@ -24,6 +24,7 @@ function checkMessageArguments(data: unknown, fds: unknown, ancillary: unknown, 
  * Internal: a Message from what the binding delivers (see SocketEvents in binding.d.ts): the
  * data is a view of the delivery slab, the descriptors a handle that the binding owns.
  */
+/** @internal */
 export let messageFrom: (
   slab: ArrayBuffer,
   offset: number,
@@ -36,6 +37,7 @@ export let messageFrom: (
 ) => Message
 
 /** Internal: ends a message's delivery: every descriptor nobody took or kept is closed. */
+/** @internal */
 export let settle: (message: Message) => void
 
 /**

@@ -7,6 +7,7 @@ import { native } from './binding'
 import { INT32_MAX, isIntegerIn, stateError, validateInteger } from './errors'
 
 /** The binding's handle on a message's descriptors. */
+/** @internal */
 export type ReceivedFdsHandle = ReturnType<typeof native.receivedFdAdopt>
 
 function releasedError(): Error {
@@ -102,6 +103,7 @@ export class ReceivedFd implements Disposable {
 }
 
 /** Internal: the ReceivedFd naming slot `index` of a handle the binding made. */
+/** @internal */
 export function receivedFdOf(fds: ReceivedFdsHandle, index: number): ReceivedFd {
   slotForNext = { fds, index }
   try {
@@ -113,11 +115,13 @@ export function receivedFdOf(fds: ReceivedFdsHandle, index: number): ReceivedFd 
 
 
 /** The number of a descriptor given as a number or a ReceivedFd: checked, and still the caller's. */
+/** @internal */
 export function descriptorNumber(fd: unknown, name = 'fd'): number {
   return fd instanceof ReceivedFd ? fd.fd : validateInteger(fd, name, 0, INT32_MAX)
 }
 
 /** Takes a checked descriptor over: a ReceivedFd gives it up; a number is the caller's to give. */
+/** @internal */
 export function takeDescriptor(fd: number | ReceivedFd): number {
   return fd instanceof ReceivedFd ? fd.take() : fd
 }
@@ -127,11 +131,13 @@ export function takeDescriptor(fd: number | ReceivedFd): number {
  * is held, which the binding empties only if the adoption succeeds (so the descriptor is never
  * owned by nobody on the way, and a failed adoption leaves the ReceivedFd as it was).
  */
+/** @internal */
 export interface AdoptionSource {
   source: number | ReceivedFdsHandle
   index: number
 }
 
+/** @internal */
 export function adoptionSource(fd: number | ReceivedFd): AdoptionSource {
   if (!(fd instanceof ReceivedFd)) return { source: fd, index: 0 }
   const slot = slotOf(fd)

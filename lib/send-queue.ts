@@ -13,9 +13,11 @@ import { native } from './binding'
 import { stateError } from './errors'
 
 /** The binding's handle on a socket. */
+/** @internal */
 export type SocketHandle = ReturnType<typeof native.socketOpen>
 
 /** What a send carries, checked (lib/socket.ts `#enqueue` makes it). */
+/** @internal */
 export interface Outgoing {
   parts: Uint8Array[]
   length: number
@@ -30,9 +32,10 @@ export interface Outgoing {
 }
 
 /**
- * One message waiting for the kernel; the binding reads `parts`, `fds`, `address` and `sent`.
+ * One message waiting for the kernel.
  * A class, so that every entry has one shape (the binding and the flush read thousands of them).
  */
+/** @internal */
 export class QueuedSend {
   /** Bytes already taken by the kernel (a stream's partial write). */
   sent: number
@@ -88,20 +91,24 @@ const MESSAGE_ERRORS = new Set(['EBADF', 'EINVAL', 'EMSGSIZE', 'ETOOMANYREFS', '
  * stream, whole messages otherwise); zero means the socket is full and armed itself (or, per
  * `socketWriting`, wants a retry timer).
  */
+/** @internal */
 export interface SendTransport {
   /** One message's data (`data`, from where a stream left off); `first`: nothing of it went yet. */
   sendOne(handle: SocketHandle, message: Outgoing, data: Uint8Array, first: boolean): number
-  /** `count` queued messages from `queue[from]` on, in as few system calls as the kernel allows. */
-  sendQueued(handle: SocketHandle, queue: QueuedSend[], from: number, count: number): number
+  /**
+   * `count` queued messages from `queue[from]` on, in as few system calls as the kernel allows.
+   * Absent for AF_UNIX sockets, whose batches the queue lays out itself (`#sendBatch`).
+   */
+  sendQueued?(handle: SocketHandle, queue: QueuedSend[], from: number, count: number): number
 }
 
 const unixTransport: SendTransport = {
   sendOne: (handle, message, data, first) =>
     native.socketSend(handle, data, first ? message.fds : undefined, message.address, first ? message.ancillary : undefined),
-  sendQueued: (handle, queue, from, count) => native.socketSendQueued(handle, queue, from, count),
 }
 
 /** What the queue tells its socket. */
+/** @internal */
 export interface SendQueueOwner {
   /** The queue emptied after having been full ('drain'). */
   drained(): void
@@ -109,6 +116,7 @@ export interface SendQueueOwner {
   emptied(): void
 }
 
+/** @internal */
 export class SendQueue {
   readonly #handle: SocketHandle
   readonly #type: SocketType
@@ -237,8 +245,39 @@ export class SendQueue {
     }
     let end = this.#head + 1
     while (end < queue.length && end - this.#head < SEND_BATCH_MAX && queue[end]!.ancillary === undefined) end++
-    const progress = this.#transport.sendQueued(this.#handle, queue, this.#head, end - this.#head)
+    const progress = this.#transport.sendQueued?.(this.#handle, queue, this.#head, end - this.#head) ?? this.#sendBatch(this.#head, end)
     return this.#type === 'stream' ? this.#advanceBytes(progress) : this.#advanceMessages(progress)
+  }
+
+  /**
+   * Hands `queue[from..end]` to the binding as its flat arrays (see socketSendQueued in
+   * binding.d.ts): laid out here, where it is cheap, so that the binding reads each message with
+   * two Node-API calls rather than a property read per field.
+   */
+  #sendBatch(from: number, end: number): number {
+    const queue = this.#queue
+    const count = end - from
+    const parts: Uint8Array[] = []
+    const partCounts = new Uint32Array(count)
+    const fdCounts = new Uint32Array(count)
+    let fdTotal = 0
+    let addresses: Array<Uint8Array | undefined> | undefined
+    for (let i = 0; i < count; i++) {
+      const pending = queue[from + i]!
+      const first = pending.sent === 0
+      const messageParts = first ? pending.parts : remainingParts(pending)
+      for (let k = 0; k < messageParts.length; k++) parts.push(messageParts[k]!)
+      partCounts[i] = messageParts.length
+      // Descriptors ride with a message's first byte only.
+      if (first && pending.fds !== undefined) fdTotal += fdCounts[i] = pending.fds.length
+      if (pending.address !== undefined) (addresses ??= new Array<Uint8Array | undefined>(count))[i] = pending.address
+    }
+    const fds = new Int32Array(fdTotal)
+    for (let i = 0, at = 0; i < count && at < fdTotal; i++) {
+      const list = fdCounts[i]! > 0 ? queue[from + i]!.fds! : undefined
+      if (list !== undefined) for (let k = 0; k < list.length; k++) fds[at++] = list[k]!
+    }
+    return native.socketSendQueued(this.#handle, parts, partCounts, fds, fdCounts, addresses)
   }
 
   /** A stream took `bytes`: resolves the messages it completed, notes a partial one. */
@@ -327,8 +366,24 @@ export class SendQueue {
   }
 }
 
+/** @internal */
 export function closedError(): Error {
   return stateError('ERR_SOCKET_CLOSED', 'Socket is closed')
+}
+
+/** A stream message's parts from byte `sent` on (the kernel took the rest). */
+function remainingParts(pending: QueuedSend): Uint8Array[] {
+  let skip = pending.sent
+  const parts: Uint8Array[] = []
+  for (const part of pending.parts) {
+    if (skip >= part.byteLength) {
+      skip -= part.byteLength
+      continue
+    }
+    parts.push(skip > 0 ? part.subarray(skip) : part)
+    skip = 0
+  }
+  return parts
 }
 
 /** A message's data as one buffer (gathered sends of several parts go through the queue path). */

@@ -6,6 +6,7 @@ import { statSync, unlinkSync } from 'node:fs'
 import { addressOf, withAddress } from './address'
 import { native } from './binding'
 import { constants } from './constants'
+import { checkOptionNames } from './cancellation'
 import { invalidArgValue, stateError, validateInteger, INT32_MAX } from './errors'
 import { adoptionSource, descriptorNumber, type AdoptionSource, type ReceivedFd, type ReceivedFdsHandle } from './received-fd'
 import type { SocketHandle } from './send-queue'
@@ -24,6 +25,31 @@ export interface UnixServerOptions extends UnixSocketOptions {
   backlog?: number
 }
 
+const SERVER_OPTIONS = ['type', 'backlog', 'maxMessageSize', 'allowHalfOpen', 'passCredentials'] as const
+
+/**
+ * The events of a {@link UnixServer} and what their listeners get.
+ *
+ * @example UnixServer.listen('/tmp/app.sock').on('connection', (sock) => void sock.end())
+ */
+export interface UnixServerEvents {
+  /** A connection was accepted. */
+  connection: [socket: UnixSocket]
+  /** The server listens (emitted on the next tick after `UnixServer.listen()` returns). */
+  listening: []
+  /** Listening failed (EADDRINUSE, EACCES, ...), or accepting did; 'close' follows. */
+  error: [error: Error]
+  /** The server closed. */
+  close: []
+}
+
+/**
+ * Internal: {@link UnixServer.listen} that throws a listen error instead of emitting it, for
+ * callers that make the server as part of a synchronous step of their own.
+ */
+/** @internal */
+export let listenNow: (path: string, options?: UnixServerOptions) => UnixServer
+
 /** The file a server created, so that close() removes that file and not a successor's. */
 interface BoundFile {
   path: string
@@ -32,14 +58,14 @@ interface BoundFile {
 }
 
 /**
- * A listening socket. Events: `'connection'` (a {@link UnixSocket}), `'error'`, `'close'`.
- * Accepted sockets are close-on-exec and non-blocking.
+ * A listening socket. Events ({@link UnixServerEvents}): `'listening'`, `'connection'` (a
+ * {@link UnixSocket}), `'error'`, `'close'`. Accepted sockets are close-on-exec and non-blocking.
  *
  * @example
  * const server = UnixServer.listen('/tmp/app.sock')
- * server.on('connection', (sock) => sock.on('message', (msg) => sock.send(msg.data)))
+ * server.on('connection', (sock) => sock.on('message', (msg) => void sock.send(msg.data)))
  */
-export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket> {
+export class UnixServer extends EventEmitter<UnixServerEvents> implements AsyncIterable<UnixSocket>, Disposable, AsyncDisposable {
   readonly #type: 'stream' | 'seqpacket'
   readonly #socketOptions: Required<UnixSocketOptions>
   readonly #handle: SocketHandle
@@ -65,21 +91,35 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
     this.#handle = native.socketOpen(source, index, { type: args.type, listening: true, maxMessageSize: 1 }, this, UnixServer.#events)
     this.#fd = native.socketFd(this.#handle)
     collectedWhileOpen.register(this, `A ${args.type} UnixServer (fd ${this.#fd})`, this)
-    this.on('newListener', (event) => {
+    // Node's own events, which the typed map of the server's events leaves out.
+    const emitter = this as EventEmitter
+    emitter.on('newListener', (event) => {
       if (event === 'connection') queueMicrotask(() => this.#updateAccepting())
     })
-    this.on('removeListener', (event) => {
+    emitter.on('removeListener', (event) => {
       if (event === 'connection') this.#updateAccepting()
     })
   }
 
   /**
-   * Binds `path` and listens. On Linux a path starting with '\0' is an abstract name (no file).
+   * Binds `path` and listens, as Node's `net.Server.listen()` does for a pipe: the server is
+   * returned at once, `'listening'` follows on the next tick, and a system error (EADDRINUSE,
+   * EACCES, ...) is emitted as `'error'` (worded `listen EADDRINUSE: address already in use
+   * /run/app.sock`), then `'close'`. Wrong arguments throw. On Linux a path starting with '\0' is
+   * an abstract name (no file).
    *
-   * @example const server = UnixServer.listen('/run/app.sock', { type: 'seqpacket' })
+   * @example const server = UnixServer.listen('/run/app.sock', { type: 'seqpacket' }).on('error', console.error)
    */
-  static listen(path: string, options: UnixServerOptions = {}): UnixServer {
-    const { type = 'stream', backlog = 511, ...socketOptions } = options
+  static listen(path: string, options?: UnixServerOptions): UnixServer {
+    const { server, error } = UnixServer.#listen(path, options)
+    if (error !== undefined) server.#close(error)
+    else process.nextTick(() => server.closed || server.emit('listening'))
+    return server
+  }
+
+  /** Listens, or says why not: an argument error throws, a system error is returned with its server. */
+  static #listen(path: string, options: UnixServerOptions | undefined): { server: UnixServer; error?: Error } {
+    const { type = 'stream', backlog = 511, ...socketOptions } = checkOptionNames(options, 'options', SERVER_OPTIONS) as UnixServerOptions
     if (type !== 'stream' && type !== 'seqpacket') throw invalidArgValue('options.type', type, "must be 'stream' or 'seqpacket'")
     validateInteger(backlog, 'options.backlog', 0, INT32_MAX)
     const checked = validateSocketOptions(socketOptions)
@@ -102,14 +142,14 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
       if (checked.passCredentials) native.setPassCredentials(fd, true)
       native.listenUnix(fd, backlog)
     } catch (error) {
-      server.close()
-      throw withAddress(error as Error, path)
+      return { server, error: withAddress(error as Error, 'listen', path) }
     }
-    return server
+    return { server }
   }
 
   /**
-   * Adopts a listening AF_UNIX socket descriptor (from a supervisor, systemd, or a ReceivedFd).
+   * Adopts a listening AF_UNIX socket descriptor (from a supervisor, systemd, or a ReceivedFd);
+   * `'listening'` follows on the next tick, as for `listen()`.
    *
    * @example const server = UnixServer.from(3)
    */
@@ -121,7 +161,10 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
     if (!description.listening) throw invalidArgValue('fd', number, 'is not a listening socket')
     const type = socketTypeName(description.type)
     if (type !== 'stream' && type !== 'seqpacket') throw invalidArgValue('fd', number, 'is not a stream or seqpacket socket')
-    return UnixServer.#open(adoptionSource(fd), type, checked)
+    const server = UnixServer.#open(adoptionSource(fd), type, checked)
+    // As net.Server.listen({ fd }) does: the socket already listens, and says so on the next tick.
+    process.nextTick(() => server.closed || server.emit('listening'))
+    return server
   }
 
   /** A server on the descriptor `from` names, which it owns from then on (if opening succeeds). */
@@ -147,8 +190,8 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
     return this.#closed
   }
 
-  /** The address the server listens on. */
-  get address(): string | undefined {
+  /** The path the server listens on (an abstract name starts with '\0'), as `net.Server.address()` gives a pipe's; undefined once closed. */
+  address(): string | undefined {
     if (this.#closed) return undefined
     return native.localAddress(this.#fd)?.toString('utf8') ?? undefined
   }
@@ -176,9 +219,10 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
   }
 
   /**
-   * Iterates over accepted connections until the server closes.
+   * Iterates over accepted connections until the server closes. Leaving the loop early (`break`,
+   * `return`, a throw) closes the server, as it destroys Node's streams.
    *
-   * @example for await (const sock of server) serve(sock)
+   * @example for await (const sock of UnixServer.listen('/tmp/app.sock')) serve(sock)
    */
   [Symbol.asyncIterator](): AsyncIterableIterator<UnixSocket> {
     if (this.#iterating) throw stateError('ERR_SENDMSG_ALREADY_ITERATING', 'This server already has an active iterator')
@@ -200,7 +244,11 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
         if (this.#closed) return Promise.resolve(stop())
         return new Promise((resolve) => (this.#waiter = resolve))
       },
-      return: async () => stop(),
+      return: async () => {
+        const result = stop()
+        this.close()
+        return result
+      },
       [Symbol.asyncIterator]() {
         return iterator
       },
@@ -210,6 +258,23 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
 
   /** Stops listening, closes the descriptor and removes the socket file it created. Idempotent. */
   close(): void {
+    this.#close(undefined)
+  }
+
+  /** `close()`, for `using`. */
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  /** `close()`, then the 'close' event, for `await using`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#closed) return
+    const closed = new Promise<void>((resolve) => this.once('close', resolve))
+    this.close()
+    await closed
+  }
+
+  #close(error: Error | undefined): void {
     if (this.#closed) return
     this.#closed = true
     this.#accepting = false
@@ -220,7 +285,10 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
     const waiter = this.#waiter
     this.#waiter = undefined
     waiter?.({ value: undefined, done: true })
-    process.nextTick(() => this.emit('close'))
+    process.nextTick(() => {
+      if (error !== undefined) this.emit('error', error)
+      this.emit('close')
+    })
   }
 
   #unlinkBoundFile(): void {
@@ -254,7 +322,17 @@ export class UnixServer extends EventEmitter implements AsyncIterable<UnixSocket
       this.emit('error', error)
     },
   }
+
+  static {
+    listenNow = (path, options) => {
+      const { server, error } = UnixServer.#listen(path, options)
+      if (error === undefined) return server
+      server.close()
+      throw error
+    }
+  }
 }
+
 
 /** Set by `UnixServer.#open` for the constructor it calls. */
 let opening: { from: AdoptionSource; type: 'stream' | 'seqpacket'; options: Required<UnixSocketOptions> } | undefined

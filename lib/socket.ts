@@ -14,7 +14,9 @@ import { addressOf, withAddress } from './address'
 import { native } from './binding'
 import { chunksOf, totalLength, type Data } from './bytes'
 import { constants } from './constants'
-import { invalidArgType, invalidArgValue, isIntegerIn, stateError, validateArray, validateInteger, INT32_MAX } from './errors'
+import { checkOptionNames, Deadline, timeoutError, waitOptions, WAIT_OPTIONS, type WaitOptions } from './cancellation'
+import { invalidArgType, invalidArgValue, stateError, validateInteger } from './errors'
+import { descriptorsOf, type DescriptorLike } from './fd'
 import { Message, messageFrom, settle } from './message'
 import { adoptionSource, descriptorNumber, ReceivedFd, type AdoptionSource } from './received-fd'
 import { closedError, SendQueue, type SocketHandle } from './send-queue'
@@ -43,18 +45,52 @@ export interface UnixSocketOptions {
   passCredentials?: boolean
 }
 
+const SOCKET_OPTIONS = ['maxMessageSize', 'allowHalfOpen', 'passCredentials'] as const
+
+/**
+ * Options of {@link UnixSocket.connect}: the socket's type and options, and when to give up.
+ *
+ * @example const sock = await UnixSocket.connect('/tmp/app.sock', { type: 'seqpacket', timeout: 5000 })
+ */
+export interface ConnectOptions extends UnixSocketOptions, WaitOptions {
+  /** 'stream' (default), 'seqpacket' or 'dgram'. */
+  type?: SocketType
+}
+
+const CONNECT_OPTIONS = [...SOCKET_OPTIONS, 'type', ...WAIT_OPTIONS] as const
+
+/**
+ * The events of a {@link UnixSocket} and what their listeners get.
+ *
+ * @example sock.on('message', (msg) => console.log(msg.data.length))
+ */
+export interface UnixSocketEvents {
+  /** A message arrived. */
+  message: [message: Message]
+  /** The messages one receive brought, for throughput; with a listener here, 'message' is not emitted. */
+  messages: [batch: Message[]]
+  /** The peer finished sending (after every message it sent was delivered). */
+  end: []
+  /** Queued sends went out. */
+  drain: []
+  /** A receive error, or the error given to `destroy()`; 'close' follows. */
+  error: [error: Error]
+  /** The socket closed. */
+  close: []
+}
+
 /**
  * What travels with a message besides its data.
  *
- * @example await sock.send('ready', { fds: [listener.fd] })
+ * @example await sock.send('ready', { fds: [server] })
  */
 export interface SendOptions {
   /**
-   * Descriptors to copy to the peer, as numbers or ReceivedFd objects. They travel with the
-   * message's first byte; keep them open until the send's promise settles, then close them if you
-   * no longer need them.
+   * Descriptors to copy to the peer: numbers, ReceivedFds, or objects that own one (a net.Server,
+   * a UnixSocket, ...). They travel with the message's first byte; they stay yours: close them
+   * once the send's promise settles if you no longer need them.
    */
-  fds?: readonly (number | ReceivedFd)[]
+  fds?: readonly DescriptorLike[]
   /** Other control messages, as `[level, type, data]` triples (for example SCM_CREDENTIALS). */
   ancillary?: readonly AncillaryItem[]
 }
@@ -70,6 +106,7 @@ const MAX_MESSAGE_SIZE = 64 * 1024 * 1024
  * again: the binding closes its descriptor when it is collected, and this says so, as Node does
  * for a FileHandle collected while open.
  */
+/** @internal */
 export const collectedWhileOpen = new FinalizationRegistry<string>((what) => {
   process.emitWarning(`${what} was garbage-collected while open, so its descriptor was closed. Close sockets with close().`, {
     code: 'SENDMSG_SOCKET_COLLECTED',
@@ -94,10 +131,11 @@ type Consumer = 'events' | 'iterator'
 /** The sending direction as `end()` sees it. */
 type EndState = 'open' | 'ending' | 'ended'
 
-export function validateSocketOptions(options: unknown): Required<UnixSocketOptions> {
+/** Checks a socket's options; `known` are the other option names the caller takes (and stripped). */
+/** @internal */
+export function validateSocketOptions(options: unknown, known: readonly string[] = SOCKET_OPTIONS): Required<UnixSocketOptions> {
   if (options === undefined) return { maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE, allowHalfOpen: false, passCredentials: false }
-  if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options)
-  const { maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE, allowHalfOpen = false, passCredentials = false } = options as UnixSocketOptions
+  const { maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE, allowHalfOpen = false, passCredentials = false } = checkOptionNames(options, 'options', known) as UnixSocketOptions
   validateInteger(maxMessageSize, 'options.maxMessageSize', 1, MAX_MESSAGE_SIZE)
   if (typeof allowHalfOpen !== 'boolean') throw invalidArgType('options.allowHalfOpen', 'of type boolean', allowHalfOpen)
   if (typeof passCredentials !== 'boolean') throw invalidArgType('options.passCredentials', 'of type boolean', passCredentials)
@@ -106,14 +144,8 @@ export function validateSocketOptions(options: unknown): Required<UnixSocketOpti
 
 function fdNumbersOf(fds: unknown): number[] | undefined {
   if (fds === undefined) return undefined
-  const list = validateArray(fds, 'options.fds')
-  if (list.length === 0) return undefined
-  const numbers = new Array<number>(list.length)
-  for (let i = 0; i < list.length; i++) {
-    const fd = list[i]
-    numbers[i] = isIntegerIn(fd, 0, INT32_MAX) ? fd : descriptorNumber(fd, `options.fds[${i}]`)
-  }
-  return numbers
+  const numbers = descriptorsOf(fds, 'options.fds')
+  return numbers.length === 0 ? undefined : numbers
 }
 
 /** Set by `openSocket` for the constructor it calls. */
@@ -125,15 +157,15 @@ let construct: () => UnixSocket
 /**
  * An AF_UNIX socket in the event loop: 'stream', 'seqpacket' or 'dgram'.
  *
- * Events: `'message'` (a {@link Message}), `'end'` (the peer finished sending), `'drain'` (queued
- * sends went out), `'error'`, `'close'`.
+ * Events ({@link UnixSocketEvents}): `'message'` (a {@link Message}), `'end'` (the peer finished
+ * sending), `'drain'` (queued sends went out), `'error'`, `'close'`.
  *
  * @example
  * const [a, b] = UnixSocket.pair('seqpacket')
  * b.on('message', (msg) => console.log(msg.data.toString(), msg.fds.length))
  * await a.send('hello', { fds: [process.stdout.fd] })
  */
-export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, AsyncDisposable {
+export class UnixSocket extends EventEmitter<UnixSocketEvents> implements AsyncIterable<Message>, Disposable, AsyncDisposable {
   readonly #type: SocketType
   readonly #handle: SocketHandle
   readonly #fd: number
@@ -182,10 +214,12 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
       emptied: () => this.#afterSendsDone(),
     })
     collectedWhileOpen.register(this, `A ${args.type} UnixSocket (fd ${this.#fd})`, this)
-    this.on('newListener', (event) => {
+    // Node's own events, which the typed map of the socket's events leaves out.
+    const emitter = this as EventEmitter
+    emitter.on('newListener', (event) => {
       if (event === 'message' || event === 'messages') queueMicrotask(() => this.#updateReading())
     })
-    this.on('removeListener', (event) => {
+    emitter.on('removeListener', (event) => {
       if (event === 'message' || event === 'messages') this.#updateReading()
     })
   }
@@ -212,23 +246,33 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
 
   /**
    * Connects to a listening (stream, seqpacket) or bound (dgram) socket at `path`; on Linux a
-   * path starting with '\0' is an abstract name.
+   * path starting with '\0' is an abstract name. A refusal is worded as Node's (`connect ENOENT
+   * /run/app.sock`, with `code`, `syscall` and `address`). With `signal` or `timeout` a connect
+   * still under way is given up (AbortError, ERR_SENDMSG_TIMEOUT) and its socket closed.
    *
-   * @example const sock = await UnixSocket.connect('/run/app.sock', { type: 'seqpacket' })
+   * @example const sock = await UnixSocket.connect('/run/app.sock', { type: 'seqpacket', timeout: 5000 })
    */
-  static async connect(path: string, options?: UnixSocketOptions & { type?: SocketType }): Promise<UnixSocket> {
-    const type = options?.type ?? 'stream'
-    const address = addressOf(path)
+  static async connect(path: string, options?: ConnectOptions): Promise<UnixSocket> {
     // Every argument is checked before the descriptor exists: nothing to leak when one is wrong.
-    const checked = validateSocketOptions(stripType(options))
-    const socket = openFresh(native.unixSocket(sockTypeOf(type)), type, checked)
+    const { type = 'stream', signal, timeout, ...socketOptions } = checkOptionNames(options, 'options', CONNECT_OPTIONS) as ConnectOptions
+    const sockType = sockTypeOf(type, 'options.type')
+    const wait = waitOptions({ signal, timeout }, 'options')
+    const address = addressOf(path)
+    const checked = validateSocketOptions(socketOptions)
+    const deadline = new Deadline(wait, () => timeoutError(`connect timed out after ${timeout} ms: ${path}`))
     try {
-      if (!native.socketConnect(socket.#handle, address)) await socket.#waitConnected()
-    } catch (error) {
-      socket.close()
-      throw withAddress(error as Error, path)
+      deadline.check()
+      const socket = openFresh(native.unixSocket(sockType), type, checked)
+      try {
+        if (!native.socketConnect(socket.#handle, address)) await deadline.race(socket.#waitConnected(), () => {})
+      } catch (error) {
+        socket.close()
+        throw deadline.reason(withAddress(error as Error, 'connect', path))
+      }
+      return socket
+    } finally {
+      deadline.dispose()
     }
-    return socket
   }
 
   /**
@@ -246,7 +290,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
         native.bindUnix(socket.#fd, address)
       } catch (error) {
         socket.close()
-        throw withAddress(error as Error, path!)
+        throw withAddress(error as Error, 'bind', path!)
       }
     }
     return socket
@@ -313,7 +357,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
    * Sends one message. Resolves when the kernel has taken all of it; rejects with a Node-style
    * error (EPIPE, ECONNREFUSED, ERR_SOCKET_CLOSED, ...). Wrong arguments throw at once.
    *
-   * @example await sock.send('ready', { fds: [listener.fd] })
+   * @example await sock.send('ready', { fds: [listener] })
    */
   send(data: Data, options?: SendOptions): Promise<void> {
     return this.#enqueue(data, options, undefined)
@@ -335,7 +379,13 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
 
   #enqueue(data: Data, options: SendOptions | undefined, address: Uint8Array | undefined): Promise<void> {
     const parts = chunksOf(data, 'data')
-    if (options !== undefined && (options === null || typeof options !== 'object')) throw invalidArgType('options', 'of type object', options)
+    if (options !== undefined) {
+      if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options)
+      // A hot path: a loop over the (one or two) keys rather than checkOptionNames' list search.
+      for (const key in options) {
+        if (key !== 'fds' && key !== 'ancillary') throw invalidArgValue('options', key, `has an unknown option '${key}' (known: fds, ancillary)`)
+      }
+    }
     const fds = fdNumbersOf(options?.fds)
     const ancillary = options?.ancillary === undefined ? undefined : ancillaryOf(options.ancillary, 'options.ancillary')
     const length = totalLength(parts)
@@ -414,7 +464,8 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     return this
   }
 
-  get isPaused(): boolean {
+  /** Whether {@link UnixSocket.pause} stopped the deliveries, as Node's streams' `isPaused()`. */
+  isPaused(): boolean {
     return this.#paused
   }
 
@@ -532,7 +583,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     if (batch.length > 0) {
       try {
         if (this.listenerCount('messages') > 0) this.emit('messages', batch)
-        else this.emit('message', batch[0])
+        else this.emit('message', batch[0]!)
       } finally {
         // Settled once the handler's microtasks have run, as for messages straight off the socket.
         setImmediate(settleAll, batch)
@@ -577,7 +628,8 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
 
   /**
    * Iterates over received messages. A message's unclaimed descriptors are closed when the loop
-   * asks for the next one (or stops). Ends when the peer does; throws on a receive error.
+   * asks for the next one (or stops). Ends when the peer does; throws on a receive error. Leaving
+   * the loop early (`break`, `return`, a throw) closes the socket, as it destroys Node's streams.
    *
    * @example for await (const msg of sock) handle(msg.data, msg.fds)
    */
@@ -604,7 +656,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
    * (at least one), for throughput. The batch's unclaimed descriptors are closed when the loop
    * asks for the next batch (or stops). Ends when the peer does; throws on a receive error.
    *
-   * @example for await (const batch of sock.batches()) for (const msg of batch) handle(msg.data)
+   * @example for await (const batch of sock.batches()) for (const msg of batch) handle(msg.data, msg.fds)
    */
   batches(): AsyncIterableIterator<Message[]> {
     return this.#iterate(true)
@@ -636,7 +688,11 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
         if (result.done) stop()
         return result
       },
-      return: async () => stop(),
+      return: async () => {
+        const result = stop()
+        this.close()
+        return result
+      },
       [Symbol.asyncIterator]() {
         return iterator
       },
@@ -667,6 +723,10 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
    * close, 'close' follows. Idempotent.
    */
   close(): void {
+    this.#close(undefined)
+  }
+
+  #close(error: Error | undefined): void {
     if (this.closed) return
     this.#lifecycle = 'closed'
     this.#reading = false
@@ -684,9 +744,30 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
     const waiter = this.#waiter
     this.#waiter = undefined
     waiter?.resolve({ value: undefined, done: true })
-    process.nextTick(() => this.emit('close'))
+    process.nextTick(() => {
+      if (error !== undefined) this.emit('error', error)
+      this.emit('close')
+    })
   }
 
+  /**
+   * Closes the socket as `close()` does, after emitting `error` as 'error' if given (Node's
+   * `socket.destroy(error)`): 'error', then 'close'. Idempotent.
+   *
+   * @example sock.destroy(new Error('protocol violation'))
+   */
+  destroy(error?: Error): this {
+    if (error !== undefined && !(error instanceof Error)) throw invalidArgType('error', 'an instance of Error', error)
+    this.#close(error)
+    return this
+  }
+
+  /** `close()`, for `using`. */
+  [Symbol.dispose](): void {
+    this.close()
+  }
+
+  /** `close()`, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.close()
   }
@@ -734,6 +815,7 @@ export class UnixSocket extends EventEmitter implements AsyncIterable<Message>, 
  * Internal: a UnixSocket on the descriptor `from` names, which it owns from then on. If opening
  * fails, the descriptor is left where it was (the caller's number, or the ReceivedFd's slot).
  */
+/** @internal */
 export function openSocket(from: AdoptionSource, type: SocketType, options: Required<UnixSocketOptions>): UnixSocket {
   // Before the binding owns the descriptor (macOS has no SO_PASSCRED: then nothing was adopted).
   if (options.passCredentials) {
@@ -759,11 +841,4 @@ function openFresh(fd: number, type: SocketType, options: Required<UnixSocketOpt
 
 function settleAll(messages: readonly Message[]): void {
   for (const message of messages) settle(message)
-}
-
-function stripType(options: (UnixSocketOptions & { type?: SocketType }) | undefined): UnixSocketOptions | undefined {
-  // Not an object: left for validateSocketOptions to refuse.
-  if (options === null || typeof options !== 'object') return options
-  const { type: _type, ...rest } = options
-  return rest
 }

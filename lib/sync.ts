@@ -79,11 +79,13 @@ const SOCK_TYPE_VALUES: Readonly<Record<SocketType, number>> = {
 }
 
 /** The `SOCK_*` value of a socket type name, checked. */
+/** @internal */
 export function sockTypeOf(type: unknown, name = 'type'): number {
   return SOCK_TYPE_VALUES[validateOneOf(type, name, SOCKET_TYPES)]
 }
 
 /** The package's name for a `SO_TYPE` value; undefined for what it does not handle. */
+/** @internal */
 export function socketTypeName(sockType: number): SocketType | undefined {
   return SOCKET_TYPES.find((type) => SOCK_TYPE_VALUES[type] === sockType)
 }

@@ -2,8 +2,9 @@
 // (sd_notify), implemented from the protocol systemd documents in sd_listen_fds(3) and
 // sd_notify(3).
 import { native } from './binding'
+import { checkOptionNames } from './cancellation'
 import { invalidArgType, invalidArgValue, stateError } from './errors'
-import { ReceivedFd } from './received-fd'
+import { descriptorsOf, type DescriptorLike } from './fd'
 import { UnixSocket } from './socket'
 
 /**
@@ -42,8 +43,8 @@ export interface ListenFdsOptions {
  *
  * @example for (const { fd, name } of listenFds()) if (name === 'http') toNetServer(fd, app)
  */
-export function listenFds(options: ListenFdsOptions = {}): ListenFd[] {
-  const { unsetEnvironment = true } = options
+export function listenFds(options?: ListenFdsOptions): ListenFd[] {
+  const { unsetEnvironment = true } = checkOptionNames(options, 'options', ['unsetEnvironment']) as ListenFdsOptions
   const { LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES } = process.env
   try {
     if (LISTEN_PID === undefined || LISTEN_FDS === undefined) return []
@@ -81,11 +82,11 @@ export type NotifyState = string | Record<string, string | number | boolean>
 /**
  * Options of {@link notify}.
  *
- * @example await notify({ FDSTORE: 1, FDNAME: 'http' }, { fds: [server.fd] })
+ * @example await notify({ FDSTORE: 1, FDNAME: 'http' }, { fds: [server] })
  */
 export interface NotifyOptions {
-  /** Descriptors to send with the message (FDSTORE=1 keeps them in the service manager). */
-  fds?: readonly (number | ReceivedFd)[]
+  /** Descriptors to send with the message (FDSTORE=1 keeps them in the service manager), as anywhere the package takes them. */
+  fds?: readonly DescriptorLike[]
   /** Remove NOTIFY_SOCKET from process.env after sending (default false). */
   unsetEnvironment?: boolean
 }
@@ -117,14 +118,16 @@ function notifySocketAddress(value: string): string {
  *
  * @example await notify({ READY: 1, STATUS: 'serving on :8080' })
  */
-export async function notify(state: NotifyState, options: NotifyOptions = {}): Promise<boolean> {
+export async function notify(state: NotifyState, options?: NotifyOptions): Promise<boolean> {
+  const { fds, unsetEnvironment = false } = checkOptionNames(options, 'options', ['fds', 'unsetEnvironment']) as NotifyOptions
   const text = formatState(state)
+  const numbers = fds === undefined ? undefined : descriptorsOf(fds, 'options.fds')
   const target = process.env.NOTIFY_SOCKET
-  if (options.unsetEnvironment) delete process.env.NOTIFY_SOCKET
+  if (unsetEnvironment) delete process.env.NOTIFY_SOCKET
   if (target === undefined || target === '') return false
   const socket = UnixSocket.datagram()
   try {
-    await socket.sendTo(notifySocketAddress(target), text, options.fds === undefined ? undefined : { fds: options.fds })
+    await socket.sendTo(notifySocketAddress(target), text, numbers === undefined ? undefined : { fds: numbers })
   } finally {
     socket.close()
   }
@@ -144,9 +147,9 @@ export function notifyReady(status?: string): Promise<boolean> {
  * Pushes descriptors into the service manager's store (FDSTORE=1) under `name`; they come back
  * through socket activation (listenFds) when the service restarts.
  *
- * @example await storeFds([server.fd], 'http')
+ * @example await storeFds([server], 'http')
  */
-export function storeFds(fds: readonly (number | ReceivedFd)[], name: string): Promise<boolean> {
+export function storeFds(fds: readonly DescriptorLike[], name: string): Promise<boolean> {
   if (typeof name !== 'string' || !/^[^:\s]{1,255}$/.test(name)) throw invalidArgValue('name', name, 'must be 1 to 255 characters without ":" or white space')
   return notify({ FDSTORE: 1, FDNAME: name }, { fds })
 }

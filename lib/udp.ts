@@ -10,7 +10,7 @@
 // libuv proposals for TOS/ECN, PKTINFO and GSO/GRO otherwise.
 import { EventEmitter } from 'node:events'
 import { isIP } from 'node:net'
-import type dgram from 'node:dgram'
+import type { Socket as DgramSocket } from 'node:dgram'
 
 import { native } from './binding'
 import { chunksOf, totalLength, type Data } from './bytes'
@@ -67,7 +67,7 @@ export interface UdpSocketOptions {
 /**
  * What travels with one datagram sent.
  *
- * @example await sock.sendTo(reply, rinfo.port, rinfo.address, { sourceAddress: msg.localAddress, ecn: ECN_ECT0 })
+ * @example const udp = UdpSocket.create('udp4'); await udp.sendTo('reply', 4433, '127.0.0.1', { sourceAddress: '127.0.0.1', ecn: ECN_ECT0 })
  */
 export interface UdpSendOptions {
   /** The ECN codepoint (0 to 3); the socket's DSCP bits are kept. Default: the socket's TOS as it is. */
@@ -356,7 +356,7 @@ export class UdpSocket extends EventEmitter implements AsyncDisposable {
    * Adopts an open UDP socket descriptor (a number or a ReceivedFd, e.g. one handed over by a
    * supervisor): the socket owns it from now on. Refused (and left as it was) if it is not UDP.
    *
-   * @example const quic = UdpSocket.from(listeners.quic)
+   * @example const udp = UdpSocket.from(3) // a UDP socket a supervisor handed over as fd 3
    */
   static from(fd: number | ReceivedFd, options?: UdpSocketOptions): UdpSocket {
     const checked = validateOptions(options)
@@ -370,9 +370,9 @@ export class UdpSocket extends EventEmitter implements AsyncDisposable {
    * Both then share one socket: close the dgram.Socket (which closes only its copy) unless you
    * mean them to compete for datagrams.
    *
-   * @example const sock = UdpSocket.fromDgram(dgramSocket); dgramSocket.close()
+   * @example const node = (await import('node:dgram')).createSocket('udp4'); const udp = UdpSocket.fromDgram(node); node.close()
    */
-  static fromDgram(socket: dgram.Socket, options?: UdpSocketOptions): UdpSocket {
+  static fromDgram(socket: DgramSocket, options?: UdpSocketOptions): UdpSocket {
     const copy = native.dup(fdOf(socket, 'socket'))
     try {
       return UdpSocket.from(copy, options)
@@ -469,7 +469,7 @@ export class UdpSocket extends EventEmitter implements AsyncDisposable {
    * Sends one datagram (or, with `segmentSize`, a run of them) to the connected peer. Resolves
    * when the kernel has taken it; rejects with a Node-style error. Wrong arguments throw at once.
    *
-   * @example await sock.send(packet, { ecn: ECN_ECT0 })
+   * @example const udp = UdpSocket.create('udp4').connect(4433, '127.0.0.1'); await udp.send('packet', { ecn: ECN_ECT0 })
    */
   send(data: Data, options?: UdpSendOptions): Promise<void> {
     return this.#enqueue(data, options, undefined, 0)
@@ -478,7 +478,7 @@ export class UdpSocket extends EventEmitter implements AsyncDisposable {
   /**
    * Sends one datagram (or a GSO run) to `port` on `address`.
    *
-   * @example await sock.sendTo(packet, 4433, '2001:db8::1', { segmentSize: 1200 })
+   * @example const udp = UdpSocket.create('udp6'); await udp.sendTo(Buffer.alloc(12_000), 4433, '2001:db8::1', { segmentSize: 1200 })
    */
   sendTo(data: Data, port: number, address: string, options?: UdpSendOptions): Promise<void> {
     return this.#enqueue(data, options, hostOf(address, this.#type, 'address'), portOf(port, 'port', 1))

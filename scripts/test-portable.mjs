@@ -10,44 +10,16 @@
 // build for this platform), pinned, kept under .cache/<runtime>/<version>/. The suite loads the
 // built package (dist/): run `npm run build` first. Ends with "N passed, N failed".
 // Dependency-free.
-import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync } from 'node:fs'
+import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 
 import { countSummary, root } from './lib/suites.mjs'
+import { RUNTIMES, runtimeCommand } from './lib/runtimes.mjs'
 
-export const BUN_VERSION = '1.4.5'
-export const DENO_VERSION = '2.9.6'
 /** Per runtime: the suite takes a few seconds; a run past this is hung. */
 const TIMEOUT_MS = 120_000
 
 const suite = join(root, '__test__', 'portable', 'suite.mjs')
-
-/** The path of `bin` from the npm package `name@version`, installed under .cache when missing. */
-function npmBinary(name, version, bin) {
-  const prefix = join(root, '.cache', name, version)
-  const binary = join(prefix, 'node_modules', '.bin', bin)
-  if (!existsSync(binary)) {
-    console.log(`installing ${name}@${version} from the npm registry into ${prefix}`)
-    mkdirSync(prefix, { recursive: true })
-    // npm leaves both packages' install scripts unrun unless allowed; their binaries run as
-    // installed (checked on linux-x64 for the pinned versions).
-    const install = spawnSync(
-      'npm',
-      ['install', '--prefix', prefix, '--no-save', '--no-package-lock', '--no-audit', '--no-fund', `${name}@${version}`],
-      { stdio: 'inherit' },
-    )
-    if (install.status !== 0 || !existsSync(binary)) throw new Error(`could not install ${name}@${version} into ${prefix}`)
-  }
-  return binary
-}
-
-const RUNS = {
-  node: () => ({ command: process.execPath, args: [suite] }),
-  'node-thread': () => ({ command: process.execPath, args: [suite], env: { SENDMSG_REACTOR: 'thread' } }),
-  bun: () => ({ command: npmBinary('bun', BUN_VERSION, 'bun'), args: [suite] }),
-  deno: () => ({ command: npmBinary('deno', DENO_VERSION, 'deno'), args: ['run', '-A', suite] }),
-}
 
 /** Runs one suite with a hard timeout; resolves to its counts (a crash, hang or no count fails). */
 function run(name, { command, args, env = {} }) {
@@ -83,16 +55,17 @@ function run(name, { command, args, env = {} }) {
 }
 
 const wanted = process.argv.slice(2)
-const unknown = wanted.filter((name) => !(name in RUNS))
+const unknown = wanted.filter((name) => !RUNTIMES.includes(name))
 if (unknown.length > 0) {
-  console.error(`unknown runtime ${unknown.join(', ')}: expected ${Object.keys(RUNS).join(', ')}`)
+  console.error(`unknown runtime ${unknown.join(', ')}: expected ${RUNTIMES.join(', ')}`)
   process.exit(2)
 }
 const totals = { passed: 0, failed: 0 }
-for (const name of wanted.length > 0 ? wanted : Object.keys(RUNS)) {
+for (const name of wanted.length > 0 ? wanted : RUNTIMES) {
   let spec
   try {
-    spec = RUNS[name]()
+    const runtime = runtimeCommand(name)
+    spec = { command: runtime.command, args: [...runtime.args, suite], env: runtime.env }
   } catch (error) {
     console.error(error.message)
     totals.failed++

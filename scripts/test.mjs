@@ -21,6 +21,7 @@ await runAll([
   { name: 'actionlint', command: process.execPath, args: ['scripts/lint-workflows.mjs'], count: countOne },
   { name: 'type-check of the specs', command: bin('tsc'), args: ['-p', '__test__/tsconfig.json'], count: countOne },
   { name: 'every export has an example', command: process.execPath, args: ['scripts/check-examples.mjs'], count: countOne },
+  { name: 'README blocks and @examples type-check and run', command: process.execPath, args: ['scripts/check-docs-types.mjs'], count: countOne },
   { name: 'API reference (typedoc, not written)', command: bin('typedoc'), args: ['--emit', 'none'], count: countOne },
   { name: 'ava', command: bin('ava'), args: process.argv.slice(2), count: countAva },
   {
@@ -32,7 +33,7 @@ await runAll([
     count: countAva,
   },
   {
-    name: 'portable suite on Node, Node with the poller thread, Bun and Deno',
+    name: 'portable suite on Node 20, 22 and 24, Node with the poller thread, Bun and Deno',
     command: process.execPath,
     args: ['scripts/test-portable.mjs'],
     count: countSummary,

@@ -84,10 +84,6 @@ export function printTargets(out, rows) {
       const of = row.contenders.find((c) => c.id === target.contender)
       const against = row.contenders.find((c) => c.id === target.against)
       const what = `${row.name}: ${of?.label ?? target.contender} ≥ ${target.atLeast}x ${against?.label ?? target.against}`
-      if (target.notBuilt) {
-        out(`| ${row.name}: batch API ≥ ${target.atLeast}x ${against?.label ?? target.against} | ${target.notBuilt} | – |`)
-        continue
-      }
       if (target.notApplicable) {
         out(`| ${row.name}: ${of.label} ≥ ${target.atLeast}x Node's net | n/a: ${target.notApplicable} | – |`)
         continue

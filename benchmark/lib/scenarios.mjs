@@ -9,7 +9,9 @@
 //   sendmsg    this package (sendmsg-peer.mjs), through its public API only
 //   Node net   Node's own net module (net-peer.mjs): round trips without descriptors
 //   Node IPC   Node's subprocess.send(message, handle) (node-ipc-peer.mjs): listening sockets
-// With --compare=<checkout>, every sendmsg contender gets a twin running that checkout's build.
+// With --compare=<checkout>, every sendmsg contender gets a twin running that checkout's build;
+// with --runtimes, one per runtime named (Node with the poller thread, Bun, Deno), each measured
+// against C in the same run like every contender.
 import { PACKAGE_ENV } from './load-package.mjs'
 
 // Untimed warm-up before every timed run, in messages or round trips. A V8 process is still
@@ -23,7 +25,7 @@ const ROUND_TRIP_WARMUP = 30_000
  * The rows, for one session. `scale` shortens the timed part (--quick); the warm-up is never
  * shortened, since a cold run measures the compiler, not the code.
  */
-export function scenarios({ cPeer, ceilingError, compare, scale }) {
+export function scenarios({ cPeer, ceilingError, compare, runtimes = [], scale }) {
   const timed = (count, minimum = 1000) => String(Math.max(minimum, Math.round(count * scale)))
   const node = process.execPath
 
@@ -42,9 +44,17 @@ export function scenarios({ cPeer, ceilingError, compare, scale }) {
   })
   // This package, and with --compare the other checkout's build of it, run for run.
   const sendmsg = (mode, type, payload, fds, count, warmup, { id = 'sendmsg', label = 'sendmsg' } = {}) => {
-    const ours = { id, label, command: node, args: ['sendmsg-peer.mjs', mode, type, String(payload), String(fds), count, String(warmup)] }
-    if (!compare) return [ours]
-    return [ours, { ...ours, id: `${id}@compare`, label: `${label} (${compare})`, env: { [PACKAGE_ENV]: compare }, comparedWith: id }]
+    const args = ['sendmsg-peer.mjs', mode, type, String(payload), String(fds), count, String(warmup)]
+    const ours = { id, label, command: node, args }
+    const inRuntimes = runtimes.map((runtime) => ({
+      id: `${id}@${runtime.name}`,
+      label: `${label} on ${runtime.label}`,
+      command: runtime.command,
+      args: [...runtime.args, ...args],
+      env: runtime.env,
+    }))
+    if (!compare) return [ours, ...inRuntimes]
+    return [ours, { ...ours, id: `${id}@compare`, label: `${label} (${compare})`, env: { [PACKAGE_ENV]: compare }, comparedWith: id }, ...inRuntimes]
   }
 
   const roundTrips = (fds) => {
@@ -77,11 +87,16 @@ export function scenarios({ cPeer, ceilingError, compare, scale }) {
       c('oneway', type, 64, fds, timed(count), warmup),
       ceiling('oneway', type, 64, fds, timed(count), warmup),
       ...sendmsg('oneway', type, 64, fds, timed(count), warmup),
+      // The receiver takes each receive's messages in one 'messages' call (not in a --compare
+      // checkout, which may predate the batch API).
+      ...sendmsg('oneway', type, 64, fds, timed(count), warmup, { id: 'sendmsg-batch', label: "sendmsg, batch API ('messages')" })
+        .filter((contender) => contender.comparedWith === undefined)
+        .map((contender) => ({ ...contender, env: { ...contender.env, SENDMSG_BENCH_BATCH: '1' } })),
     ],
     targets: target
       ? [
           { contender: 'sendmsg', against: 'c', atLeast: target },
-          { contender: 'sendmsg batch API', against: 'c', atLeast: 0.75, notBuilt: 'batch API: not built' },
+          { contender: 'sendmsg-batch', against: 'c', atLeast: 0.75 },
         ]
       : [],
   })

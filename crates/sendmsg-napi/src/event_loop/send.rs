@@ -13,7 +13,6 @@ use std::cell::RefCell;
 use std::io::IoSlice;
 
 use napi::bindgen_prelude::*;
-use napi::sys;
 use napi_derive::napi;
 use nix::errno::Errno;
 use nix::sys::socket::{SockaddrLike, UnixAddr};
@@ -136,197 +135,71 @@ fn send_one(
   )
 }
 
-/// The property names of a queued message (lib/send-queue.ts `QueuedSend`), made once per call:
-/// a key used for many lookups is internalized by the engine once, not at every lookup.
-struct QueueKeys {
-  parts: sys::napi_value,
-  fds: sys::napi_value,
-  address: sys::napi_value,
-  sent: sys::napi_value,
-}
-
-impl QueueKeys {
-  fn new(env: sys::napi_env) -> Self {
-    let key = |name: &str| crate::js_call::value::string(env, name);
-    Self {
-      parts: key("parts"),
-      fds: key("fds"),
-      address: key("address"),
-      sent: key("sent"),
-    }
-  }
-}
-
-/// The queued messages of one call, read into flat buffers: no allocation per message.
-#[derive(Default)]
-struct QueuedBatch<'a> {
-  /// Every message's remaining data, in order; `spans[i]` says which are message i's.
-  iovecs: Vec<IoSlice<'a>>,
-  /// Every message's descriptors, in order.
-  fds: Vec<i32>,
-  /// Per message: its iovecs, its descriptors, and its destination (an index into `addresses`).
-  spans: Vec<(
-    std::ops::Range<usize>,
-    std::ops::Range<usize>,
-    Option<usize>,
-  )>,
-  addresses: Vec<UnixAddr>,
-}
-
-fn get(
-  env: sys::napi_env,
-  object: sys::napi_value,
-  key: sys::napi_value,
-) -> Option<sys::napi_value> {
-  let mut value = std::ptr::null_mut();
-  // SAFETY: env is live; object and key belong to it. A getter that throws leaves an exception
-  // pending, which the caller's failure path reports.
-  let status = unsafe { sys::napi_get_property(env, object, key, &mut value) };
-  (status == sys::Status::napi_ok).then_some(value)
-}
-
-fn is_undefined(env: sys::napi_env, value: sys::napi_value) -> bool {
-  let mut kind = sys::ValueType::napi_undefined;
-  // SAFETY: a value of env.
-  unsafe { sys::napi_typeof(env, value, &mut kind) };
-  kind == sys::ValueType::napi_undefined || kind == sys::ValueType::napi_null
-}
-
-fn bytes_of<'a>(env: sys::napi_env, value: sys::napi_value) -> Option<&'a [u8]> {
-  // SAFETY: a value of env; `&[u8]` accepts only a Uint8Array and borrows its memory, which the
-  // queue keeps alive for the duration of the call.
-  unsafe { <&[u8] as FromNapiValue>::from_napi_value(env, value) }.ok()
-}
-
-fn array_length(env: sys::napi_env, array: sys::napi_value) -> Option<u32> {
-  let mut length = 0;
-  // SAFETY: a value of env; a non-array fails.
-  let status = unsafe { sys::napi_get_array_length(env, array, &mut length) };
-  (status == sys::Status::napi_ok).then_some(length)
-}
-
-fn element(env: sys::napi_env, array: sys::napi_value, index: u32) -> Option<sys::napi_value> {
-  let mut value = std::ptr::null_mut();
-  // SAFETY: a value of env.
-  let status = unsafe { sys::napi_get_element(env, array, index, &mut value) };
-  (status == sys::Status::napi_ok).then_some(value)
-}
-
-impl<'a> QueuedBatch<'a> {
-  /// Reads `queue[from..from + count]`; None when an entry is not what the queue holds.
-  fn read(env: &Env, queue: sys::napi_value, from: u32, count: u32) -> Result<Option<Self>> {
-    let raw = env.raw();
-    let keys = QueueKeys::new(raw);
-    let mut batch = Self::default();
-    batch.spans.reserve(count as usize);
-    for i in from..from + count {
-      let Some(entry) = element(raw, queue, i) else {
-        return Ok(None);
-      };
-      let (Some(parts), Some(fds), Some(address), Some(sent)) = (
-        get(raw, entry, keys.parts),
-        get(raw, entry, keys.fds),
-        get(raw, entry, keys.address),
-        get(raw, entry, keys.sent),
-      ) else {
-        return Ok(None);
-      };
-      let mut skip = 0u32;
-      // SAFETY: a value of env; a non-number leaves skip 0 and fails.
-      if unsafe { sys::napi_get_value_uint32(raw, sent, &mut skip) } != sys::Status::napi_ok {
-        return Ok(None);
-      }
-      let mut skip = skip as usize;
-      let iov_start = batch.iovecs.len();
-      for k in 0..array_length(raw, parts).unwrap_or(0) {
-        let Some(part) = element(raw, parts, k).and_then(|part| bytes_of(raw, part)) else {
-          return Ok(None);
-        };
-        // A stream message the kernel took part of goes on from byte `sent`.
-        if skip >= part.len() {
-          skip -= part.len();
-          continue;
-        }
-        batch.iovecs.push(IoSlice::new(&part[skip..]));
-        skip = 0;
-      }
-      let fd_start = batch.fds.len();
-      // Descriptors ride with a message's first byte only.
-      if !is_undefined(raw, fds) && (sent_is_zero(raw, sent)) {
-        for k in 0..array_length(raw, fds).unwrap_or(0) {
-          let mut fd = -1;
-          let number = element(raw, fds, k);
-          // SAFETY: a value of env; a non-number fails.
-          if number.is_none_or(
-            |n| unsafe { sys::napi_get_value_int32(raw, n, &mut fd) } != sys::Status::napi_ok,
-          ) {
-            return Ok(None);
-          }
-          batch.fds.push(fd);
-        }
-      }
-      let destination = if is_undefined(raw, address) {
-        None
-      } else {
-        let Some(path) = bytes_of(raw, address) else {
-          return Ok(None);
-        };
-        batch
-          .addresses
-          .push(outgoing::destination(env, Some(path))?.expect("given"));
-        Some(batch.addresses.len() - 1)
-      };
-      batch.spans.push((
-        iov_start..batch.iovecs.len(),
-        fd_start..batch.fds.len(),
-        destination,
-      ));
-    }
-    Ok(Some(batch))
-  }
-
-  fn outgoing(&self) -> Vec<Outgoing<'_>> {
-    self
-      .spans
-      .iter()
-      .map(|(iovecs, fds, address)| Outgoing {
-        parts: &self.iovecs[iovecs.clone()],
-        fds: &self.fds[fds.clone()],
-        address: address.map(|i| &self.addresses[i] as &dyn SockaddrLike),
-      })
-      .collect()
-  }
-}
-
-fn sent_is_zero(env: sys::napi_env, sent: sys::napi_value) -> bool {
-  let mut value = 1u32;
-  // SAFETY: a value of env.
-  unsafe { sys::napi_get_value_uint32(env, sent, &mut value) };
-  value == 0
-}
-
-/// Sends `count` queued messages from `queue[from]` on, none of which carries control messages
-/// other than descriptors. A partly sent stream message goes on from where it stopped, without
-/// its descriptors (they went with its first byte).
+/// Sends `partCounts.length` queued messages, none of which carries control messages other than
+/// descriptors, laid out by JavaScript (lib/send-queue.ts `#sendBatch`) as named flat arrays: two
+/// Node-API calls per message instead of a dozen property reads.
+///
+/// - `parts`: every message's data still to send, in order; message i owns the next
+///   `partCounts[i]` of them (a stream message the kernel took part of lists what is left).
+/// - `fds`: every message's descriptors, in order; message i owns the next `fdCounts[i]`.
+/// - `addresses`: per message, its destination (datagram sockets), or absent for all.
 #[napi(
-  ts_args_type = "socket: ExternalObject<'UnixSocket'>, queue: ReadonlyArray<{ parts: Uint8Array[]; fds: readonly number[] | undefined; address: Uint8Array | undefined; sent: number }>, from: number, count: number"
+  ts_args_type = "socket: ExternalObject<'UnixSocket'>, parts: Uint8Array[], partCounts: Uint32Array, fds: Int32Array, fdCounts: Uint32Array, addresses?: Array<Uint8Array | undefined> | undefined | null"
 )]
 pub fn socket_send_queued(
   env: Env,
   socket: Unknown<'_>,
-  queue: Unknown<'_>,
-  from: u32,
-  count: u32,
+  parts: Vec<&[u8]>,
+  part_counts: &[u32],
+  fds: &[i32],
+  fd_counts: &[u32],
+  addresses: Option<Vec<Option<&[u8]>>>,
 ) -> Result<f64> {
   let socket = open_socket(&env, socket)?;
-  let Some(batch) = QueuedBatch::read(&env, queue.raw(), from, count)? else {
-    return Err(errors::throw_type_error(
+  let malformed = || {
+    errors::throw_type_error(
       &env,
       "ERR_INVALID_ARG_VALUE",
-      "the send queue holds something that is not a queued message",
-    ));
+      "the send batch's counts do not fit its arrays",
+    )
   };
-  let outgoing = batch.outgoing();
+  if part_counts.len() != fd_counts.len()
+    || addresses
+      .as_ref()
+      .is_some_and(|list| list.len() != part_counts.len())
+  {
+    return Err(malformed());
+  }
+  let iovecs: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
+  let destinations: Vec<Option<UnixAddr>> = match &addresses {
+    Some(list) => list
+      .iter()
+      .map(|address| outgoing::destination(&env, *address))
+      .collect::<Result<_>>()?,
+    None => Vec::new(),
+  };
+  let mut outgoing = Vec::with_capacity(part_counts.len());
+  let (mut part, mut fd) = (0usize, 0usize);
+  for (i, (&part_count, &fd_count)) in part_counts.iter().zip(fd_counts).enumerate() {
+    let (part_end, fd_end) = (part + part_count as usize, fd + fd_count as usize);
+    let (Some(message_parts), Some(message_fds)) =
+      (iovecs.get(part..part_end), fds.get(fd..fd_end))
+    else {
+      return Err(malformed());
+    };
+    outgoing.push(Outgoing {
+      parts: message_parts,
+      fds: message_fds,
+      address: destinations
+        .get(i)
+        .and_then(Option::as_ref)
+        .map(|address| address as &dyn SockaddrLike),
+    });
+    (part, fd) = (part_end, fd_end);
+  }
+  if part != iovecs.len() || fd != fds.len() {
+    return Err(malformed());
+  }
   let sent = SEND_SCRATCH.with_borrow_mut(|scratch| match socket.kind {
     SocketKind::Stream => batch::send_stream(socket.fd, &outgoing, scratch),
     _ => batch::send_datagrams(socket.fd, &outgoing, scratch),
