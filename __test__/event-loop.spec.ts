@@ -263,3 +263,52 @@ test.serial('a bridge that fails leaves the received descriptor with its Receive
   await turn()
   t.is(openFds(), before)
 })
+
+test.serial('a kept ReceivedFd that nobody closes is closed when it is garbage-collected, and when its worker ends', async (t) => {
+  const script = `
+    const { isMainThread, parentPort, workerData } = require('node:worker_threads')
+    const { pipe, UnixSocket } = require(isMainThread ? process.argv[1] : workerData)
+    const { readdirSync, closeSync } = require('node:fs')
+    const openFds = () => readdirSync('/proc/self/fd').length
+    ;(async () => {
+      const [a, b] = UnixSocket.pair('seqpacket')
+      const [r, w] = pipe()
+      const before = openFds()
+      let kept = []
+      const arrived = new Promise((resolve) => b.once('message', (msg) => resolve(kept.push(...msg.fds.map((fd) => fd.keep())))))
+      await a.send('x', { fds: [r, w] })
+      await arrived
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      const held = openFds() - before
+      if (!isMainThread) {
+        // The pipe's own numbers are this script's to close; the kept copies are the package's.
+        closeSync(r); closeSync(w)
+        return parentPort.postMessage({ held })
+      }
+      kept = undefined
+      for (let i = 0; i < 500 && openFds() !== before; i++) {
+        globalThis.gc()
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+      const left = openFds() - before
+      a.close(); b.close(); closeSync(r); closeSync(w)
+      process.stdout.write(JSON.stringify({ held, left }))
+    })()
+  `
+  const packagePath = createRequire(import.meta.url).resolve('sendmsg')
+  const child = spawn(process.execPath, ['--expose-gc', '-e', script, packagePath], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout!.on('data', (chunk) => (out += chunk))
+  await once(child, 'exit')
+  const collected = JSON.parse(out) as { held: number; left: number }
+  t.is(collected.held, 2, 'both descriptors kept past the delivery')
+  t.is(collected.left, 0, 'closed once the kept objects were collected')
+
+  const before = openFds()
+  const worker = new Worker(script, { eval: true, workerData: packagePath })
+  const [{ held }] = (await once(worker, 'message')) as [{ held: number }]
+  t.is(held, 2)
+  await worker.terminate()
+  await turn()
+  t.is(openFds(), before, "the worker's kept descriptors were closed with its environment")
+})

@@ -1,14 +1,22 @@
 // A descriptor that arrived in a message, owned natively until someone takes it or closes it.
 //
-// The descriptor itself is held by the binding (crates/sendmsg-napi/src/event_loop/received_fds.rs),
-// which is its one closer: at the end of its message's delivery, when this object is garbage-
+// The descriptor itself is held by the binding (crates/sendmsg-napi/src/event_loop/received_fds.rs)
+// in a set with an id, and the binding is its one closer: at the end of its message's delivery,
+// when the socket that kept the message closes, when a kept or adopted ReceivedFd is garbage-
 // collected, or when the thread's environment goes away. This object only names it.
 import { native } from './binding'
 import { INT32_MAX, isIntegerIn, stateError, validateInteger } from './errors'
 
-/** The binding's handle on a message's descriptors. */
+/** The id of a set of descriptors the binding holds (a message's, or a kept or adopted one). */
 /** @internal */
-export type ReceivedFdsHandle = ReturnType<typeof native.receivedFdAdopt>
+export type ReceivedFdsHandle = number
+
+/**
+ * Sets held for a ReceivedFd of their own (keep(), or a number adopted): nothing else settles
+ * them, so garbage collection does. (A message's set is settled when its delivery ends, or by the
+ * socket that kept it.)
+ */
+const ownSets = new FinalizationRegistry<ReceivedFdsHandle>((id) => native.receivedFdsSettle(id))
 
 function releasedError(): Error {
   return stateError('ERR_SENDMSG_FD_RELEASED', 'This descriptor was taken or closed: take() it while its message is being delivered to keep it')
@@ -51,6 +59,7 @@ export class ReceivedFd implements Disposable {
     if (!isIntegerIn(fd, -1, INT32_MAX)) validateInteger(fd, 'fd', -1, INT32_MAX)
     this.#fds = fd < 0 ? undefined : native.receivedFdAdopt(fd)
     this.#index = 0
+    if (this.#fds !== undefined) ownSets.register(this, this.#fds)
   }
 
   /** The number, still owned by this object (valid until the message is handled). */
@@ -80,7 +89,9 @@ export class ReceivedFd implements Disposable {
   keep(): ReceivedFd {
     const kept = this.#fds === undefined ? null : native.receivedFdKeep(this.#fds, this.#index)
     if (kept === null) throw releasedError()
-    return receivedFdOf(kept, 0)
+    const own = receivedFdOf(kept, 0)
+    ownSets.register(own, kept)
+    return own
   }
 
   /** Closes the descriptor now. Idempotent. */
@@ -127,19 +138,20 @@ export function takeDescriptor(fd: number | ReceivedFd): number {
 }
 
 /**
- * What a socket adopts: a number the caller gives up, or the slot where a ReceivedFd's descriptor
- * is held, which the binding empties only if the adoption succeeds (so the descriptor is never
- * owned by nobody on the way, and a failed adoption leaves the ReceivedFd as it was).
+ * What a socket adopts: a descriptor number the caller gives up (`index` -1), or slot `index` of
+ * the set where a ReceivedFd's descriptor is held, which the binding empties only if the adoption
+ * succeeds (so the descriptor is never owned by nobody on the way, and a failed adoption leaves
+ * the ReceivedFd as it was).
  */
 /** @internal */
 export interface AdoptionSource {
-  source: number | ReceivedFdsHandle
+  source: number
   index: number
 }
 
 /** @internal */
 export function adoptionSource(fd: number | ReceivedFd): AdoptionSource {
-  if (!(fd instanceof ReceivedFd)) return { source: fd, index: 0 }
+  if (!(fd instanceof ReceivedFd)) return { source: fd, index: -1 }
   const slot = slotOf(fd)
   if (slot === undefined) throw releasedError()
   return { source: slot.fds, index: slot.index }

@@ -127,7 +127,7 @@ export class UnixServer extends EventEmitter<UnixServerEvents> implements AsyncI
     const fd = native.unixSocket(sockTypeOf(type))
     let server: UnixServer
     try {
-      server = UnixServer.#open({ source: fd, index: 0 }, type, checked)
+      server = UnixServer.#open({ source: fd, index: -1 }, type, checked)
     } catch (error) {
       native.closeFd(fd)
       throw error

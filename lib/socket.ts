@@ -819,7 +819,7 @@ export class UnixSocket extends EventEmitter<UnixSocketEvents> implements AsyncI
 export function openSocket(from: AdoptionSource, type: SocketType, options: Required<UnixSocketOptions>): UnixSocket {
   // Before the binding owns the descriptor (macOS has no SO_PASSCRED: then nothing was adopted).
   if (options.passCredentials) {
-    native.setPassCredentials(typeof from.source === 'number' ? from.source : native.receivedFdNumber(from.source, from.index), true)
+    native.setPassCredentials(from.index < 0 ? from.source : native.receivedFdNumber(from.source, from.index), true)
   }
   opening = { from, type, options }
   try {
@@ -832,7 +832,7 @@ export function openSocket(from: AdoptionSource, type: SocketType, options: Requ
 /** A UnixSocket on a descriptor this package just made: closed if the socket cannot be opened. */
 function openFresh(fd: number, type: SocketType, options: Required<UnixSocketOptions>): UnixSocket {
   try {
-    return openSocket({ source: fd, index: 0 }, type, options)
+    return openSocket({ source: fd, index: -1 }, type, options)
   } catch (error) {
     native.closeFd(fd)
     throw error

@@ -326,7 +326,7 @@ export class UdpSocket extends EventEmitter implements AsyncDisposable {
     const checked = validateOptions(options)
     const fd = native.udpCreate(type === 'udp6', checked.ipv6Only)
     try {
-      return open({ source: fd, index: 0 }, type, checked)
+      return open({ source: fd, index: -1 }, type, checked)
     } catch (error) {
       native.closeFd(fd)
       throw error

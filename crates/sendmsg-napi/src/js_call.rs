@@ -218,6 +218,13 @@ pub mod value {
     value
   }
 
+  pub fn double(env: sys::napi_env, n: f64) -> sys::napi_value {
+    let mut value = ptr::null_mut();
+    // SAFETY: env is live.
+    unsafe { sys::napi_create_double(env, n, &mut value) };
+    value
+  }
+
   pub fn undefined(env: sys::napi_env) -> sys::napi_value {
     let mut value = ptr::null_mut();
     // SAFETY: env is live.

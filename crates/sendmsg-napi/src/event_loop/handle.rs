@@ -1,4 +1,4 @@
-//! Native values that JavaScript holds as opaque `External`s: a socket, a message's descriptors.
+//! Native values that JavaScript holds as opaque `External`s: a socket.
 //!
 //! An External costs one allocation and a finalizer, and reading it back is a pointer load: no
 //! `napi_unwrap` (a private-property lookup) and no registry behind a lock, which is what the

@@ -5,7 +5,7 @@
 //! (`sendmsg_core::message::send`, `sendmsg_core::batch`), which makes the system call.
 //! Follow one in: the reactor reports the socket readable to [`socket::EventSocket::ready`],
 //! [`receive::drain`] receives a batch through the core and calls JavaScript's `message` event
-//! once per message, with the message's descriptors owned by a [`received_fds::ReceivedFds`].
+//! once per message, with the message's descriptors held in [`received_fds`] under an id.
 //!
 //! JavaScript holds a socket as an `ExternalObject<'UnixSocket'>` and calls the plain functions
 //! below with it; the socket calls JavaScript back through the [`SocketEvents`] it was opened with.
@@ -68,7 +68,7 @@ pub struct SocketOpenOptions {
 #[napi(object, object_to_js = false)]
 pub struct SocketEvents<'a> {
   #[napi(
-    ts_type = "(this: any, slab: ArrayBuffer, offset: number, length: number, flags: number, fds: ExternalObject<'ReceivedFds'> | undefined, fdCount: number, address: string | undefined, ancillary: Array<[number, number, Buffer]> | undefined) => boolean"
+    ts_type = "(this: any, slab: ArrayBuffer, offset: number, length: number, flags: number, fds: number | undefined, fdCount: number, address: string | undefined, ancillary: Array<[number, number, Buffer]> | undefined) => boolean"
   )]
   pub message: Option<Unknown<'a>>,
   /// Batched delivery: called after the messages of one receive, in a callback scope.
@@ -80,7 +80,7 @@ pub struct SocketEvents<'a> {
   pub end: Option<Unknown<'a>>,
   #[napi(ts_type = "(this: any, error: Error) => void")]
   pub error: Option<Unknown<'a>>,
-  #[napi(ts_type = "(this: any, connection: ExternalObject<'ReceivedFds'>) => void")]
+  #[napi(ts_type = "(this: any, connection: number) => void")]
   pub connection: Option<Unknown<'a>>,
   /// UDP: an ICMP error from the error queue, as a Node-style error with its details.
   #[napi(ts_type = "(this: any, error: Error) => void")]
@@ -116,8 +116,8 @@ fn function_ref(env: &Env, value: Option<Unknown<'_>>) -> Result<Option<Referenc
 enum Source {
   /// A number the caller holds: given back by simply not closing it.
   Number,
-  /// A slot of a received-descriptors handle (an accepted connection, a ReceivedFd).
-  Slot(Rc<received_fds::ReceivedFds>, usize),
+  /// Slot `index` of held set `id` (an accepted connection, a ReceivedFd).
+  Held(received_fds::HeldId, usize),
 }
 
 impl Source {
@@ -126,47 +126,51 @@ impl Source {
       Source::Number => {
         let _ = fd.into_raw_fd();
       }
-      Source::Slot(fds, index) => fds.restore(index, fd),
+      Source::Held(id, index) => received_fds::restore(id, index, fd),
     }
   }
 }
 
-/// Takes the descriptor named by `source` (a number, or slot `index` of a handle) over.
-fn take_source(env: &Env, source: &Unknown<'_>, index: u32) -> Result<(OwnedFd, Source)> {
-  if source.get_type()? == ValueType::Number {
-    // SAFETY: a number value of this env.
-    let fd: i32 = unsafe { i32::from_napi_value(env.raw(), source.raw())? };
+/// Takes over the descriptor `source` names: the descriptor number itself when `index` is -1,
+/// otherwise slot `index` of the held set whose id `source` is.
+fn take_source(env: &Env, source: f64, index: i32) -> Result<(OwnedFd, Source)> {
+  if index < 0 {
+    let fd = if source.fract() == 0.0 && (0.0..=i32::MAX as f64).contains(&source) {
+      source as i32
+    } else {
+      -1
+    };
     // Given back (not closed) if the adoption fails: see Source::give_back.
     return Ok((received_fds::owned_from_number(env, fd)?, Source::Number));
   }
-  let fds = received_fds::fds_behind(env, source.raw())?;
-  let fd = fds.take(index as usize).ok_or_else(|| {
+  let id = received_fds::held_id(source);
+  let fd = received_fds::take(id, index as usize).ok_or_else(|| {
     errors::throw_state_error(
       env,
       "ERR_SENDMSG_FD_RELEASED",
       "This descriptor was taken or closed",
     )
   })?;
-  Ok((fd, Source::Slot(fds, index as usize)))
+  Ok((fd, Source::Held(id, index as usize)))
 }
 
-/// Opens a socket in the event loop on `source` (a descriptor number, or slot `index` of a
-/// received-descriptors handle), which it owns from then on. If opening fails, the descriptor is
-/// given back as it was (the number stays the caller's, the slot holds it again) and the error is
-/// thrown. `owner` is `this` for the `events` calls.
+/// Opens a socket in the event loop on the descriptor `source` names (a descriptor number when
+/// `index` is -1, otherwise slot `index` of the held set `source`), which it owns from then on. If
+/// opening fails, the descriptor is given back as it was (the number stays the caller's, the slot
+/// holds it again) and the error is thrown. `owner` is `this` for the `events` calls.
 #[napi(
-  ts_args_type = "source: number | ExternalObject<'ReceivedFds'>, index: number, options: SocketOpenOptions, owner: object, events: SocketEvents",
+  ts_args_type = "source: number, index: number, options: SocketOpenOptions, owner: object, events: SocketEvents",
   ts_return_type = "ExternalObject<'UnixSocket'>"
 )]
 pub fn socket_open<'env>(
   env: &'env Env,
-  source: Unknown<'env>,
-  index: u32,
+  source: f64,
+  index: i32,
   options: SocketOpenOptions,
   owner: Unknown<'env>,
   events: SocketEvents<'env>,
 ) -> Result<Unknown<'env>> {
-  let (fd, source) = take_source(env, &source, index)?;
+  let (fd, source) = take_source(env, source, index)?;
   open(env, fd, options, owner, events).map_err(|(err, fd)| {
     if let Some(fd) = fd {
       source.give_back(fd);

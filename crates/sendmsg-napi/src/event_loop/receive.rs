@@ -4,7 +4,7 @@
 //! per-event budget is spent (the poll is level-triggered: what is left is read on the loop's next
 //! turn). Messages are delivered one by one, each in its own callback scope, so that promise
 //! reactions and `process.nextTick` callbacks run between messages as they do between Node's own
-//! 'data' events. A message's descriptors live in a [`ReceivedFds`] whose handle JavaScript gets;
+//! 'data' events. A message's descriptors are held in [`received_fds`] under an id JavaScript gets;
 //! once the delivery has ended (the handler and its microtasks have run) they are settled, unless
 //! JavaScript kept the message for later (buffered it), in which case it settles them itself.
 
@@ -19,7 +19,7 @@ use sendmsg_core::socket::{self, SocketKind};
 use sendmsg_core::SysError;
 
 use super::delivery;
-use super::received_fds::{new_fds_handle, ReceivedFds};
+use super::received_fds::{self, HeldId};
 use super::socket::{int32, Delivery, Event, EventSocket, Reading};
 use crate::js_call::{value, CallOutcome, HandleScope};
 use crate::reactor;
@@ -173,16 +173,9 @@ fn deliver_one(socket: &Rc<EventSocket>, batch: &mut RecvBatch, i: usize, batche
     socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
     return Step::Stop;
   };
-  let fds = (args.fd_count > 0).then(|| ReceivedFds::new(batch.take_fds(i)));
-  let fds_value = match &fds {
-    Some(fds) => match new_fds_handle(env, fds.clone()) {
-      Ok(handle) => handle,
-      // The descriptors close with `fds`.
-      Err(_) => {
-        socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
-        return Step::Stop;
-      }
-    },
+  let fds = (args.fd_count > 0).then(|| received_fds::hold(batch.take_fds(i)));
+  let fds_value = match fds {
+    Some(id) => value::double(env, id as f64),
     None => value::undefined(env),
   };
   // Held across the call: the handler may close the socket, which drops its own reference.
@@ -208,22 +201,23 @@ fn deliver_one(socket: &Rc<EventSocket>, batch: &mut RecvBatch, i: usize, batche
   // iterator, a batch), which then settles it. Otherwise the delivery is over once the call's
   // scope has closed and its microtasks have run, that is now.
   let kept = matches!(outcome, CallOutcome::Returned(result) if is_true(env, result));
-  if let (Some(fds), false) = (fds, kept) {
-    settle_after_microtasks(env, fds);
+  match (fds, kept) {
+    (Some(id), false) => settle_after_microtasks(env, id),
+    // Settled by JavaScript when its later delivery ends, or by the socket when it closes.
+    (Some(id), true) => socket.note_kept(id),
+    (None, _) => {}
   }
   Step::Next
 }
 
 /// Ends a message's delivery once the microtasks its handler queued have run: now where the call
 /// into JavaScript ran them, in a later task where it could not (the poller thread).
-fn settle_after_microtasks(env: sys::napi_env, fds: Rc<ReceivedFds>) {
-  if reactor::calls_drain_microtasks(env) {
-    return fds.settle();
-  }
-  let deferred = fds.clone();
-  if reactor::defer(env, Box::new(move || deferred.settle())).is_err() {
-    // The environment is going: nothing will run later.
-    fds.settle();
+fn settle_after_microtasks(env: sys::napi_env, id: HeldId) {
+  if reactor::calls_drain_microtasks(env)
+    || reactor::defer(env, Box::new(move || received_fds::settle(id))).is_err()
+  {
+    // Now, or the environment is going and nothing will run later.
+    received_fds::settle(id);
   }
 }
 
@@ -251,11 +245,12 @@ pub fn accept_all(socket: &Rc<EventSocket>) {
       Ok(Some(accepted)) => {
         // Owned by the handle until a socket takes it over; closed below if none did (a handler
         // that threw, or a worker terminated before it could).
-        let connection = ReceivedFds::new([accepted]);
-        if let Ok(handle) = new_fds_handle(socket.env, connection.clone()) {
-          socket.call(Event::Connection, &[handle]);
-        }
-        connection.settle();
+        let connection = received_fds::hold([accepted]);
+        socket.call(
+          Event::Connection,
+          &[value::double(socket.env, connection as f64)],
+        );
+        received_fds::settle(connection);
       }
       Ok(None) => return,
       Err(err) => {

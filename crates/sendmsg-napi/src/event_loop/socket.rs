@@ -15,6 +15,7 @@ use nix::errno::Errno;
 use sendmsg_core::socket::SocketKind;
 use sendmsg_core::SysError;
 
+use super::received_fds::{self, HeldId};
 use crate::errors;
 use crate::js_call::{value, AsyncContext, CallOutcome, HandleScope, Reference};
 use crate::reactor::{Ready, Watcher};
@@ -178,6 +179,12 @@ pub struct EventSocket {
   js: RefCell<Option<Rc<JsSide>>>,
   /// A UDP socket's own state (`Role::Udp`); None for the others.
   pub udp: Option<super::udp::UdpState>,
+  /// Held sets of messages JavaScript kept for a later delivery (a backlog, an iterator, a
+  /// batch): JavaScript settles them then, and closing settles whatever it has not, so that a
+  /// socket dropped with a backlog (closed, collected, its worker ended) leaves nothing open.
+  kept: RefCell<Vec<HeldId>>,
+  /// `kept` drops the ids of sets already settled when it grows past this.
+  prune_kept_at: Cell<usize>,
 }
 
 impl EventSocket {
@@ -211,6 +218,8 @@ impl EventSocket {
       watcher: RefCell::new(None),
       js: RefCell::new(Some(Rc::new(js))),
       udp,
+      kept: RefCell::new(Vec::new()),
+      prune_kept_at: Cell::new(64),
     });
     let target: Rc<dyn Ready> = socket.clone();
     match Watcher::new(env.raw(), socket.fd, target) {
@@ -330,6 +339,19 @@ impl EventSocket {
     drop(self.owned.take());
     // Dropped now, or when a call in progress returns (it holds a clone).
     self.js.take();
+    for id in self.kept.take() {
+      received_fds::settle(id);
+    }
+  }
+
+  /// JavaScript kept the message of held set `id` for a later delivery.
+  pub fn note_kept(&self, id: HeldId) {
+    let mut kept = self.kept.borrow_mut();
+    if kept.len() >= self.prune_kept_at.get() {
+      kept.retain(|&id| received_fds::is_held(id));
+      self.prune_kept_at.set((kept.len() * 2).max(64));
+    }
+    kept.push(id);
   }
 
   /// Environment teardown: as `close`, but the JavaScript references are left to the environment,

@@ -1,6 +1,5 @@
 //! Environment teardown (a worker ending, or the process exiting): every socket of the thread is
 //! closed, and the environment finishes once the reactor is through with their watchers.
-//! Received descriptors need nothing here: their handles are finalized by the environment itself.
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -9,6 +8,7 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 
 use super::delivery;
+use super::received_fds;
 use super::socket::EventSocket;
 use crate::reactor;
 
@@ -25,12 +25,14 @@ fn on_env_teardown() {
   for socket in LIVE.take().iter().filter_map(Weak::upgrade) {
     socket.close_for_teardown();
   }
+  // Whatever is still held: messages in flight to JavaScript, kept or adopted descriptors.
+  received_fds::settle_all();
   delivery::forget_for_teardown();
   HOOK_REGISTERED.set(false);
 }
 
-/// Closes `socket` at environment teardown if it is still open then.
-pub fn track(env: sys::napi_env, socket: &Rc<EventSocket>) -> Result<()> {
+/// Makes sure this thread's sockets and held descriptors are closed when `env` is torn down.
+pub fn ensure_hook(env: sys::napi_env) -> Result<()> {
   if !HOOK_REGISTERED.get() {
     reactor::register_teardown(env, on_env_teardown).map_err(|_| {
       Error::new(
@@ -40,6 +42,12 @@ pub fn track(env: sys::napi_env, socket: &Rc<EventSocket>) -> Result<()> {
     })?;
     HOOK_REGISTERED.set(true);
   }
+  Ok(())
+}
+
+/// Closes `socket` at environment teardown if it is still open then.
+pub fn track(env: sys::napi_env, socket: &Rc<EventSocket>) -> Result<()> {
+  ensure_hook(env)?;
   LIVE.with_borrow_mut(|live| {
     if live.len() >= PRUNE_AT.get() {
       live.retain(|weak| weak.strong_count() > 0);

@@ -82,21 +82,22 @@ pub fn udp_create(env: Env, ipv6: bool, ipv6_only: bool) -> Result<i32> {
   Ok(fd.into_raw_fd())
 }
 
-/// Opens a UDP socket in the event loop on `source` (as `socket_open` does: the descriptor is
-/// the socket's from then on, or given back unchanged if opening fails).
+/// Opens a UDP socket in the event loop on the descriptor `source` names (as `socket_open` does:
+/// a number when `index` is -1, else slot `index` of a held set; the socket's from then on, or
+/// given back unchanged if opening fails).
 #[napi(
-  ts_args_type = "source: number | ExternalObject<'ReceivedFds'>, index: number, options: UdpOpenOptions, owner: object, events: { message: (this: any, slab: ArrayBuffer, offset: number, length: number, flags: number, address: string, port: number, ecn: number, stride: number, localAddress: string | undefined, interfaceIndex: number, ttl: number, seconds: number, nanoseconds: number, trafficClass: number) => boolean; writable: (this: any) => void; error: (this: any, error: Error) => void; icmpError: (this: any, error: Error) => void }",
+  ts_args_type = "source: number, index: number, options: UdpOpenOptions, owner: object, events: { message: (this: any, slab: ArrayBuffer, offset: number, length: number, flags: number, address: string, port: number, ecn: number, stride: number, localAddress: string | undefined, interfaceIndex: number, ttl: number, seconds: number, nanoseconds: number, trafficClass: number) => boolean; writable: (this: any) => void; error: (this: any, error: Error) => void; icmpError: (this: any, error: Error) => void }",
   ts_return_type = "ExternalObject<'UnixSocket'>"
 )]
 pub fn udp_open<'env>(
   env: &'env Env,
-  source: Unknown<'env>,
-  index: u32,
+  source: f64,
+  index: i32,
   options: UdpOpenOptions,
   owner: Unknown<'env>,
   events: SocketEvents<'env>,
 ) -> Result<Unknown<'env>> {
-  let (fd, source) = take_source(env, &source, index)?;
+  let (fd, source) = take_source(env, source, index)?;
   match open(env, fd, &options, owner, events) {
     Ok(handle) => Ok(handle),
     Err((err, fd)) => {
