@@ -24,6 +24,11 @@ export interface Outgoing {
   fds: number[] | undefined
   ancillary: Array<[number, number, Uint8Array]> | undefined
   address: Uint8Array | undefined
+  /**
+   * What a transport of its own needs and the queue carries untouched (lib/udp.ts: the datagram's
+   * destination, ECN mark, segment size and source address).
+   */
+  meta?: unknown
 }
 
 /**
@@ -39,6 +44,7 @@ export class QueuedSend {
   readonly fds: number[] | undefined
   readonly ancillary: Array<[number, number, Uint8Array]> | undefined
   readonly address: Uint8Array | undefined
+  readonly meta: unknown
   readonly resolve: () => void
   readonly reject: (error: Error) => void
 
@@ -49,6 +55,7 @@ export class QueuedSend {
     this.fds = message.fds
     this.ancillary = message.ancillary
     this.address = message.address
+    this.meta = message.meta
     this.resolve = resolve
     this.reject = reject
   }
@@ -78,6 +85,28 @@ const RETRY_MAX_MS = 50
  */
 const MESSAGE_ERRORS = new Set(['EBADF', 'EINVAL', 'EMSGSIZE', 'ETOOMANYREFS', 'EPERM', 'ENOBUFS', 'ERR_OUT_OF_RANGE'])
 
+/**
+ * How a queue hands messages to the kernel: the AF_UNIX sockets' calls by default; a UdpSocket
+ * (lib/udp.ts) brings its own, over the same queue. Both return the progress made (bytes on a
+ * stream, whole messages otherwise); zero means the socket is full and armed itself (or, per
+ * `socketWriting`, wants a retry timer).
+ */
+/** @internal */
+export interface SendTransport {
+  /** One message's data (`data`, from where a stream left off); `first`: nothing of it went yet. */
+  sendOne(handle: SocketHandle, message: Outgoing, data: Uint8Array, first: boolean): number
+  /**
+   * `count` queued messages from `queue[from]` on, in as few system calls as the kernel allows.
+   * Absent for AF_UNIX sockets, whose batches the queue lays out itself (`#sendBatch`).
+   */
+  sendQueued?(handle: SocketHandle, queue: QueuedSend[], from: number, count: number): number
+}
+
+const unixTransport: SendTransport = {
+  sendOne: (handle, message, data, first) =>
+    native.socketSend(handle, data, first ? message.fds : undefined, message.address, first ? message.ancillary : undefined),
+}
+
 /** What the queue tells its socket. */
 /** @internal */
 export interface SendQueueOwner {
@@ -92,6 +121,7 @@ export class SendQueue {
   readonly #handle: SocketHandle
   readonly #type: SocketType
   readonly #owner: SendQueueOwner
+  readonly #transport: SendTransport
   #queue: QueuedSend[] = []
   #head = 0
   #bytes = 0
@@ -103,10 +133,11 @@ export class SendQueue {
   /** The kernel was full since the last 'drain'. */
   #wasFull = false
 
-  constructor(handle: SocketHandle, type: SocketType, owner: SendQueueOwner) {
+  constructor(handle: SocketHandle, type: SocketType, owner: SendQueueOwner, transport: SendTransport = unixTransport) {
     this.#handle = handle
     this.#type = type
     this.#owner = owner
+    this.#transport = transport
   }
 
   /** Bytes queued and not yet taken by the kernel. */
@@ -145,7 +176,7 @@ export class SendQueue {
   #sendNow(message: Outgoing): Promise<void> {
     let sent: number
     try {
-      sent = native.socketSend(this.#handle, message.parts[0]!, message.fds, message.address, message.ancillary)
+      sent = this.#transport.sendOne(this.#handle, message, message.parts[0]!, true)
     } catch (error) {
       if (!this.#concernsMessageOnly(error as Error, 0)) this.#fail(error as Error)
       return Promise.reject(error as Error)
@@ -209,12 +240,12 @@ export class SendQueue {
     if (first.ancillary !== undefined || (this.#head === queue.length - 1 && first.parts.length === 1)) {
       // The lean path (a single message), and messages with control messages of their own.
       const data = single(first.parts).subarray(first.sent)
-      const sent = native.socketSend(this.#handle, data, first.sent === 0 ? first.fds : undefined, first.address, first.sent === 0 ? first.ancillary : undefined)
+      const sent = this.#transport.sendOne(this.#handle, first, data, first.sent === 0)
       return this.#type === 'stream' ? this.#advanceBytes(sent) : this.#advanceMessages(sent)
     }
     let end = this.#head + 1
     while (end < queue.length && end - this.#head < SEND_BATCH_MAX && queue[end]!.ancillary === undefined) end++
-    const progress = this.#sendBatch(this.#head, end)
+    const progress = this.#transport.sendQueued?.(this.#handle, queue, this.#head, end - this.#head) ?? this.#sendBatch(this.#head, end)
     return this.#type === 'stream' ? this.#advanceBytes(progress) : this.#advanceMessages(progress)
   }
 

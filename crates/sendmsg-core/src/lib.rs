@@ -9,6 +9,8 @@
 //!   socket types.
 //! - [`credentials`]: who the peer is (SO_PEERCRED, getpeereid).
 //! - [`fd`]: descriptor flags, pipes, closing.
+//! - [`udp`]: UDP with typed packet metadata (ECN, PKTINFO, GSO/GRO, timestamps, TTL, ICMP
+//!   errors), on the same `msghdr` builder and batches.
 //!
 //! Inside, modules use each other one way only (checked by `tests/layering.rs`): `error`, then
 //! `fcntl` (descriptor flags), `msghdr` (the one `msghdr` builder), `platform` (every difference
@@ -28,5 +30,6 @@ pub mod message;
 mod msghdr;
 mod platform;
 pub mod socket;
+pub mod udp;
 
 pub use error::{SysError, SysResult};

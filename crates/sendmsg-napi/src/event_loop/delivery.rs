@@ -33,6 +33,32 @@ fn new_array_buffer(env: sys::napi_env, length: usize) -> Option<(*mut u8, sys::
   (status == sys::Status::napi_ok).then_some((data.cast(), buffer))
 }
 
+/// A new Buffer holding a copy of `data`: its ArrayBuffer and the offset of the copy in it.
+fn copied_array_buffer(env: sys::napi_env, data: &[u8]) -> Option<(sys::napi_value, usize)> {
+  let buffer = crate::js_call::value::buffer_copy(env, data);
+  if buffer.is_null() {
+    return None;
+  }
+  let mut kind = 0;
+  let mut length = 0;
+  let mut pointer = std::ptr::null_mut();
+  let mut array_buffer = std::ptr::null_mut();
+  let mut offset = 0;
+  // SAFETY: `buffer` is a Buffer (a Uint8Array) of this env.
+  let status = unsafe {
+    sys::napi_get_typedarray_info(
+      env,
+      buffer,
+      &mut kind,
+      &mut length,
+      &mut pointer,
+      &mut array_buffer,
+      &mut offset,
+    )
+  };
+  (status == sys::Status::napi_ok && !array_buffer.is_null()).then_some((array_buffer, offset))
+}
+
 /// Whether JavaScript has detached `buffer` (transferred it to a worker, say): its memory then
 /// belongs to another buffer and must not be written through a kept pointer.
 fn is_detached(env: sys::napi_env, buffer: sys::napi_value) -> bool {
@@ -45,11 +71,10 @@ fn is_detached(env: sys::napi_env, buffer: sys::napi_value) -> bool {
 /// Copies `data` into the slab; returns the ArrayBuffer holding it and the offset.
 pub fn place(env: sys::napi_env, data: &[u8]) -> Option<(sys::napi_value, usize)> {
   if data.len() > SLAB_SIZE / 4 {
-    // A large message gets its own buffer rather than pinning most of a slab.
-    let (memory, buffer) = new_array_buffer(env, data.len())?;
-    // SAFETY: a fresh buffer of data.len() bytes.
-    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), memory, data.len()) };
-    return Some((buffer, 0));
+    // A large message gets its own buffer rather than pinning most of a slab: a Node Buffer made
+    // as a copy (malloc and memcpy; an ArrayBuffer would be zero-filled first, which costs as
+    // much as the copy for GRO-sized messages), handed over as its ArrayBuffer and offset.
+    return copied_array_buffer(env, data);
   }
   SLAB.with_borrow_mut(|kept| {
     let reusable = kept.as_ref().and_then(|slab| {

@@ -17,6 +17,7 @@ mod received_fds;
 mod send;
 mod socket;
 mod teardown;
+mod udp;
 
 use std::os::fd::{IntoRawFd, OwnedFd};
 use std::rc::Rc;
@@ -81,6 +82,9 @@ pub struct SocketEvents<'a> {
   pub error: Option<Unknown<'a>>,
   #[napi(ts_type = "(this: any, connection: number) => void")]
   pub connection: Option<Unknown<'a>>,
+  /// UDP: an ICMP error from the error queue, as a Node-style error with its details.
+  #[napi(ts_type = "(this: any, error: Error) => void")]
+  pub icmp_error: Option<Unknown<'a>>,
 }
 
 /// What JavaScript holds: the socket, closed when JavaScript lets go of it.
@@ -198,7 +202,21 @@ fn open<'env>(
     Role::Connection
   };
   let kind = options.socket_type.into();
-  let socket = EventSocket::open(env, fd, kind, role, options.max_message_size as usize, js)
+  let slot_size = options.max_message_size as usize;
+  open_event_socket(env, fd, kind, role, slot_size, js, None)
+}
+
+/// Opens `fd` in the event loop as a socket of `kind` and `role`, and gives JavaScript its handle.
+fn open_event_socket<'env>(
+  env: &'env Env,
+  fd: OwnedFd,
+  kind: SocketKind,
+  role: Role,
+  slot_size: usize,
+  js: JsSide,
+  udp: Option<udp::UdpState>,
+) -> std::result::Result<Unknown<'env>, OpenError> {
+  let socket = EventSocket::open(env, fd, kind, role, slot_size, js, udp)
     .map_err(|(err, fd)| (errors::throw_sys(env, err), Some(fd)))?;
   let tracked = teardown::track(env.raw(), &socket)
     .and_then(|()| new_handle(env.raw(), SocketHandle(socket.clone())));
@@ -217,6 +235,7 @@ fn socket_events(env: &Env, events: SocketEvents<'_>) -> Result<Events> {
     end: function_ref(env, events.end)?,
     error: function_ref(env, events.error)?,
     connection: function_ref(env, events.connection)?,
+    icmp_error: function_ref(env, events.icmp_error)?,
   })
 }
 

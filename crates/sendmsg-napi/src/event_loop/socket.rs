@@ -27,6 +27,9 @@ pub enum Role {
   Connection,
   /// Accepts connections (a listening stream or seqpacket socket).
   Listener,
+  /// Sends and receives UDP datagrams with their metadata, and reads ICMP errors from the error
+  /// queue (see `udp/`); its state is [`EventSocket::udp`].
+  Udp,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -80,6 +83,8 @@ pub struct Events {
   pub end: Option<Reference>,
   pub error: Option<Reference>,
   pub connection: Option<Reference>,
+  /// UDP: an ICMP error read from the error queue.
+  pub icmp_error: Option<Reference>,
 }
 
 /// Which of [`Events`] to call.
@@ -91,6 +96,7 @@ pub enum Event {
   End,
   Error,
   Connection,
+  IcmpError,
 }
 
 /// What the socket needs to call into JavaScript; dropped on close (after any call in progress).
@@ -144,6 +150,7 @@ impl JsSide {
       Event::End => &self.events.end,
       Event::Error => &self.events.error,
       Event::Connection => &self.events.connection,
+      Event::IcmpError => &self.events.icmp_error,
     };
     Some((
       self.owner.borrow().get()?,
@@ -170,6 +177,8 @@ pub struct EventSocket {
   referenced: Cell<bool>,
   watcher: RefCell<Option<Watcher>>,
   js: RefCell<Option<Rc<JsSide>>>,
+  /// A UDP socket's own state (`Role::Udp`); None for the others.
+  pub udp: Option<super::udp::UdpState>,
   /// Held sets of messages JavaScript kept for a later delivery (a backlog, an iterator, a
   /// batch): JavaScript settles them then, and closing settles whatever it has not, so that a
   /// socket dropped with a backlog (closed, collected, its worker ended) leaves nothing open.
@@ -188,6 +197,7 @@ impl EventSocket {
     role: Role,
     slot_size: usize,
     js: JsSide,
+    udp: Option<super::udp::UdpState>,
   ) -> std::result::Result<Rc<Self>, (SysError, OwnedFd)> {
     if let Err(err) = sendmsg_core::fd::set_nonblocking(&fd, true) {
       return Err((err, fd));
@@ -207,6 +217,7 @@ impl EventSocket {
       referenced: Cell::new(true),
       watcher: RefCell::new(None),
       js: RefCell::new(Some(Rc::new(js))),
+      udp,
       kept: RefCell::new(Vec::new()),
       prune_kept_at: Cell::new(64),
     });
@@ -395,6 +406,15 @@ impl Ready for EventSocket {
       // finishes its direction, so this cannot spin. A listening socket has no such error.
       Some(status) => match self.role {
         Role::Connection if self.interest_changed().is_ok() => (true, true),
+        // On a UDP socket POLLERR means an ICMP error is queued: read the queue (which clears
+        // it, so the next poll does not fire for it again), then carry on as above.
+        Role::Udp => {
+          super::udp::receive::drain_errors(&self);
+          if self.interest_changed().is_err() || !self.is_open() {
+            return;
+          }
+          (true, true)
+        }
         _ => {
           self.fail_reading(SysError::new("poll", Errno::from_raw(-status)));
           return;
@@ -405,6 +425,7 @@ impl Ready for EventSocket {
       match self.role {
         Role::Connection => super::receive::drain(&self),
         Role::Listener => super::receive::accept_all(&self),
+        Role::Udp => super::udp::receive::drain(&self),
       }
     }
     if writable && self.writing.get() == Writing::AwaitingWritable && self.is_open() {
