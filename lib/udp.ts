@@ -21,13 +21,36 @@ import { constants } from './constants'
 import { closedError, SendQueue, type SendTransport, type SocketHandle } from './send-queue'
 import { collectedWhileOpen } from './socket'
 
-/** ECN codepoints (RFC 3168), the low two bits of the TOS byte / traffic class. */
+/**
+ * ECN codepoint (RFC 3168) Not-ECT: the low two bits of the TOS byte / traffic class.
+ *
+ * @example UdpSocket.bound(4433).on('message', (msg: UdpMessage) => msg.ecn === ECN_NOT_ECT && console.log('no ECN from', msg.address))
+ */
 export const ECN_NOT_ECT = 0
+/**
+ * ECN codepoint ECT(1) (RFC 3168; L4S uses it).
+ *
+ * @example await UdpSocket.create('udp6').sendTo('packet', 4433, '::1', { ecn: ECN_ECT1 })
+ */
 export const ECN_ECT1 = 1
+/**
+ * ECN codepoint ECT(0) (RFC 3168): the sender is ECN-capable.
+ *
+ * @example await UdpSocket.create('udp6').sendTo('packet', 4433, '::1', { ecn: ECN_ECT0 })
+ */
 export const ECN_ECT0 = 2
+/**
+ * ECN codepoint CE (RFC 3168): a router on the path saw congestion.
+ *
+ * @example let marked = 0; UdpSocket.bound(4433).on('message', (msg: UdpMessage) => { if (msg.ecn === ECN_CE) marked++ })
+ */
 export const ECN_CE = 3
 
-/** 'udp4' or 'udp6' (dual-stack unless `ipv6Only`), as in `dgram.createSocket`. */
+/**
+ * 'udp4' or 'udp6' (dual-stack unless `ipv6Only`), as in `dgram.createSocket`.
+ *
+ * @example const type: UdpType = 'udp6'
+ */
 export type UdpType = 'udp4' | 'udp6'
 
 /**
@@ -106,6 +129,8 @@ const udpTransport: SendTransport = {
 /**
  * A datagram received, with what the kernel said about it. Only what the socket asked for is
  * set; the rest is undefined.
+ *
+ * @example UdpSocket.bound(4433).on('message', (msg: UdpMessage) => console.log(msg.address, msg.port, msg.ecn, msg.localAddress))
  */
 export class UdpMessage {
   /** The datagram, or with `gro` and `splitSegments: false` a run of them (cut every `stride` bytes). */
@@ -188,6 +213,8 @@ const MAX_UDP_PAYLOAD = 65_507
 /**
  * An ICMP error the kernel queued for a datagram this socket sent: a Node-style error (`code`
  * ECONNREFUSED for port unreachable, EMSGSIZE for packet too big, ...), with details.
+ *
+ * @example UdpSocket.create('udp4').on('icmpError', (error: IcmpError) => console.log(error.code, error.mtu))
  */
 export interface IcmpError extends Error {
   code: string
