@@ -192,9 +192,11 @@ impl From<SocketAddr> for UdpAddress {
   }
 }
 
-fn udp_of<'a>(
+/// The UDP socket behind a handle, open; EBADF under `syscall`'s name once closed.
+pub(super) fn udp_of<'a>(
   env: &Env,
   socket: Unknown<'_>,
+  syscall: &'static str,
 ) -> Result<(&'a std::rc::Rc<EventSocket>, &'a UdpState)> {
   let socket = socket_of(env, socket)?;
   let Some(state) = socket.udp.as_ref() else {
@@ -207,7 +209,7 @@ fn udp_of<'a>(
   if !socket.is_open() {
     return Err(errors::throw_sys(
       env,
-      SysError::new("getsockname", nix::errno::Errno::EBADF),
+      SysError::new(syscall, nix::errno::Errno::EBADF),
     ));
   }
   Ok((socket, state))
@@ -244,14 +246,14 @@ fn socket_address(env: &Env, state: &UdpState, host: &str, port: u32) -> Result<
 
 #[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>, host: string, port: number")]
 pub fn udp_bind(env: Env, socket: Unknown<'_>, host: String, port: u32) -> Result<()> {
-  let (socket, state) = udp_of(&env, socket)?;
+  let (socket, state) = udp_of(&env, socket, "getsockname")?;
   let address = socket_address(&env, state, &host, port)?;
   udp_socket::bind(socket.fd, address).map_err(|err| errors::throw_sys(&env, err))
 }
 
 #[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>, host: string, port: number")]
 pub fn udp_connect(env: Env, socket: Unknown<'_>, host: String, port: u32) -> Result<()> {
-  let (socket, state) = udp_of(&env, socket)?;
+  let (socket, state) = udp_of(&env, socket, "getsockname")?;
   let address = socket_address(&env, state, &host, port)?;
   udp_socket::connect(socket.fd, address).map_err(|err| errors::throw_sys(&env, err))?;
   state.sender.borrow_mut().set_peer(Some(address));
@@ -260,7 +262,7 @@ pub fn udp_connect(env: Env, socket: Unknown<'_>, host: String, port: u32) -> Re
 
 #[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>")]
 pub fn udp_disconnect(env: Env, socket: Unknown<'_>) -> Result<()> {
-  let (socket, state) = udp_of(&env, socket)?;
+  let (socket, state) = udp_of(&env, socket, "getsockname")?;
   udp_socket::disconnect(socket.fd).map_err(|err| errors::throw_sys(&env, err))?;
   state.sender.borrow_mut().set_peer(None);
   Ok(())
@@ -268,7 +270,7 @@ pub fn udp_disconnect(env: Env, socket: Unknown<'_>) -> Result<()> {
 
 #[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>")]
 pub fn udp_local_address(env: Env, socket: Unknown<'_>) -> Result<UdpAddress> {
-  let (socket, _) = udp_of(&env, socket)?;
+  let (socket, _) = udp_of(&env, socket, "getsockname")?;
   udp_socket::local_address(socket.fd)
     .map(UdpAddress::from)
     .map_err(|err| errors::throw_sys(&env, err))
@@ -276,7 +278,7 @@ pub fn udp_local_address(env: Env, socket: Unknown<'_>) -> Result<UdpAddress> {
 
 #[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>")]
 pub fn udp_remote_address(env: Env, socket: Unknown<'_>) -> Result<Option<UdpAddress>> {
-  let (socket, _) = udp_of(&env, socket)?;
+  let (socket, _) = udp_of(&env, socket, "getsockname")?;
   udp_socket::peer_address(socket.fd)
     .map(|peer| peer.map(UdpAddress::from))
     .map_err(|err| errors::throw_sys(&env, err))
@@ -285,7 +287,7 @@ pub fn udp_remote_address(env: Env, socket: Unknown<'_>) -> Result<Option<UdpAdd
 /// The socket's TOS byte / traffic class (DSCP and ECN bits).
 #[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>")]
 pub fn udp_traffic_class(env: Env, socket: Unknown<'_>) -> Result<u32> {
-  let (socket, state) = udp_of(&env, socket)?;
+  let (socket, state) = udp_of(&env, socket, "getsockname")?;
   udp_socket::traffic_class(socket.fd, state.family)
     .map(u32::from)
     .map_err(|err| errors::throw_sys(&env, err))
@@ -293,7 +295,7 @@ pub fn udp_traffic_class(env: Env, socket: Unknown<'_>) -> Result<u32> {
 
 #[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>, value: number")]
 pub fn udp_set_traffic_class(env: Env, socket: Unknown<'_>, value: u32) -> Result<()> {
-  let (socket, state) = udp_of(&env, socket)?;
+  let (socket, state) = udp_of(&env, socket, "getsockname")?;
   let value = u8::try_from(value).map_err(|_| {
     errors::throw_range_error(
       &env,
@@ -309,7 +311,7 @@ pub fn udp_set_traffic_class(env: Env, socket: Unknown<'_>, value: u32) -> Resul
 /// it), in which case a transmit with a segment size is cut by the sender.
 #[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>")]
 pub fn udp_gso_segments(env: Env, socket: Unknown<'_>) -> Result<u32> {
-  let (_, state) = udp_of(&env, socket)?;
+  let (_, state) = udp_of(&env, socket, "getsockname")?;
   Ok(if state.sender.borrow().gso() {
     sendmsg_core::udp::MAX_SEGMENTS as u32
   } else {
@@ -320,6 +322,6 @@ pub fn udp_gso_segments(env: Env, socket: Unknown<'_>) -> Result<u32> {
 /// Whether received datagrams may arrive coalesced (GRO was granted).
 #[napi(ts_args_type = "socket: ExternalObject<'UnixSocket'>")]
 pub fn udp_gro(env: Env, socket: Unknown<'_>) -> Result<bool> {
-  let (_, state) = udp_of(&env, socket)?;
+  let (_, state) = udp_of(&env, socket, "getsockname")?;
   Ok(state.gro)
 }

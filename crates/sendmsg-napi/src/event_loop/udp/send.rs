@@ -10,36 +10,12 @@ use std::net::SocketAddr;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use nix::errno::Errno;
 use sendmsg_core::udp::send::{SendProgress, UdpSendError};
 use sendmsg_core::udp::{Ecn, Transmit};
-use sendmsg_core::SysError;
 
 use super::super::socket::{EventSocket, Writing};
-use super::super::socket_of;
-use super::{Resume, UdpState};
+use super::{udp_of, Resume, UdpState};
 use crate::errors;
-
-fn open_udp<'a>(
-  env: &Env,
-  socket: Unknown<'_>,
-) -> Result<(&'a std::rc::Rc<EventSocket>, &'a UdpState)> {
-  let socket = socket_of(env, socket)?;
-  let Some(state) = socket.udp.as_ref() else {
-    return Err(errors::throw_type_error(
-      env,
-      "ERR_INVALID_ARG_TYPE",
-      "expected a UDP socket handle",
-    ));
-  };
-  if !socket.is_open() {
-    return Err(errors::throw_sys(
-      env,
-      SysError::new("sendmsg", Errno::EBADF),
-    ));
-  }
-  Ok((socket, state))
-}
 
 /// One datagram's metadata as JavaScript passes it: -1 for "not given".
 struct Meta<'a> {
@@ -195,7 +171,7 @@ pub fn udp_send(
   segment_size: i32,
   source: Option<String>,
 ) -> Result<f64> {
-  let (socket, state) = open_udp(&env, socket)?;
+  let (socket, state) = udp_of(&env, socket, "sendmsg")?;
   let meta = Meta {
     host: host.as_deref(),
     port,
@@ -219,7 +195,7 @@ pub fn udp_send_queued(
   from: u32,
   count: u32,
 ) -> Result<f64> {
-  let (socket, state) = open_udp(&env, socket)?;
+  let (socket, state) = udp_of(&env, socket, "sendmsg")?;
   let mut originals: Vec<&[u8]> = Vec::with_capacity(count as usize);
   let mut metas = Vec::with_capacity(count as usize);
   for i in from..from + count {
