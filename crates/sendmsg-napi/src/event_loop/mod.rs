@@ -131,6 +131,24 @@ impl Source {
   }
 }
 
+/// Opens something on the descriptor `source` names (see [`take_source`]) with `open`, which owns
+/// it if it succeeds and hands it back with its error otherwise; a descriptor handed back goes
+/// back where it came from. The one adoption path of every socket kind.
+pub(super) fn adopt<T>(
+  env: &Env,
+  source: f64,
+  index: i32,
+  open: impl FnOnce(OwnedFd) -> std::result::Result<T, OpenError>,
+) -> Result<T> {
+  let (fd, source) = take_source(env, source, index)?;
+  open(fd).map_err(|(err, fd)| {
+    if let Some(fd) = fd {
+      source.give_back(fd);
+    }
+    err
+  })
+}
+
 /// Takes over the descriptor `source` names: the descriptor number itself when `index` is -1,
 /// otherwise slot `index` of the held set whose id `source` is.
 fn take_source(env: &Env, source: f64, index: i32) -> Result<(OwnedFd, Source)> {
@@ -170,16 +188,13 @@ pub fn socket_open<'env>(
   owner: Unknown<'env>,
   events: SocketEvents<'env>,
 ) -> Result<Unknown<'env>> {
-  let (fd, source) = take_source(env, source, index)?;
-  open(env, fd, options, owner, events).map_err(|(err, fd)| {
-    if let Some(fd) = fd {
-      source.give_back(fd);
-    }
-    err
+  adopt(env, source, index, |fd| {
+    open(env, fd, options, owner, events)
   })
 }
 
-type OpenError = (Error, Option<OwnedFd>);
+/// An open that failed: its error, and the descriptor when it is still to be given back.
+pub(super) type OpenError = (Error, Option<OwnedFd>);
 
 fn open<'env>(
   env: &'env Env,

@@ -22,7 +22,7 @@ use sendmsg_core::udp::{recv, Family};
 use sendmsg_core::SysError;
 
 use super::socket::{EventSocket, JsSide, Role};
-use super::{open_event_socket, socket_events, socket_of, take_source, SocketEvents};
+use super::{adopt, open_event_socket, socket_events, socket_of, SocketEvents};
 use crate::errors;
 
 /// How far a transmit cut into datagrams by the sender (GSO refused by the device) got before the
@@ -97,16 +97,9 @@ pub fn udp_open<'env>(
   owner: Unknown<'env>,
   events: SocketEvents<'env>,
 ) -> Result<Unknown<'env>> {
-  let (fd, source) = take_source(env, source, index)?;
-  match open(env, fd, &options, owner, events) {
-    Ok(handle) => Ok(handle),
-    Err((err, fd)) => {
-      if let Some(fd) = fd {
-        source.give_back(fd);
-      }
-      Err(err)
-    }
-  }
+  adopt(env, source, index, |fd| {
+    open(env, fd, &options, owner, events)
+  })
 }
 
 fn open<'env>(
