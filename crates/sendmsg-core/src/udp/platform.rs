@@ -71,6 +71,21 @@ pub(crate) fn get_int(fd: RawFd, level: i32, name: i32) -> Result<libc::c_int, n
   }
 }
 
+/// The payload of an outgoing IPv4 PKTINFO: send from `source`. (The same `struct in_pktinfo` on
+/// Linux and Darwin; only the option that carries it differs, in `imp`.)
+pub(crate) fn ip_pktinfo(source: libc::in_addr) -> libc::in_pktinfo {
+  libc::in_pktinfo {
+    ipi_ifindex: 0,
+    ipi_spec_dst: source,
+    ipi_addr: libc::in_addr { s_addr: 0 },
+  }
+}
+
+/// `(local address, interface)` of a received IPv4 PKTINFO.
+pub(crate) fn received_ip_pktinfo(data: &[u8]) -> Option<(libc::in_addr, u32)> {
+  read_value::<libc::in_pktinfo>(data).map(|info| (info.ipi_addr, info.ipi_ifindex as u32))
+}
+
 /// `struct in6_pktinfo` (RFC 3542), which the libc crate does not name on every Linux target.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -131,20 +146,6 @@ mod imp {
   #[allow(clippy::unnecessary_cast)]
   pub fn received_timestamp(data: &[u8]) -> Option<(i64, u32)> {
     read_value::<libc::timespec>(data).map(|ts| (ts.tv_sec as i64, ts.tv_nsec as u32))
-  }
-
-  /// The payload of an outgoing IPv4 PKTINFO: send from `source`.
-  pub fn ip_pktinfo(source: libc::in_addr) -> libc::in_pktinfo {
-    libc::in_pktinfo {
-      ipi_ifindex: 0,
-      ipi_spec_dst: source,
-      ipi_addr: libc::in_addr { s_addr: 0 },
-    }
-  }
-
-  /// `(local address, interface)` of a received IPv4 PKTINFO.
-  pub fn received_ip_pktinfo(data: &[u8]) -> Option<(libc::in_addr, u32)> {
-    read_value::<libc::in_pktinfo>(data).map(|info| (info.ipi_addr, info.ipi_ifindex as u32))
   }
 
   /// Whether the kernel takes a `UDP_SEGMENT` control message: the option exists on the socket.
@@ -231,18 +232,6 @@ mod imp {
   /// `SCM_TIMESTAMP` is a `timeval` (microseconds).
   pub fn received_timestamp(data: &[u8]) -> Option<(i64, u32)> {
     read_value::<libc::timeval>(data).map(|tv| (tv.tv_sec as i64, tv.tv_usec as u32 * 1000))
-  }
-
-  pub fn ip_pktinfo(source: libc::in_addr) -> libc::in_pktinfo {
-    libc::in_pktinfo {
-      ipi_ifindex: 0,
-      ipi_spec_dst: source,
-      ipi_addr: libc::in_addr { s_addr: 0 },
-    }
-  }
-
-  pub fn received_ip_pktinfo(data: &[u8]) -> Option<(libc::in_addr, u32)> {
-    read_value::<libc::in_pktinfo>(data).map(|info| (info.ipi_addr, info.ipi_ifindex as u32))
   }
 
   pub fn gso_supported(_fd: RawFd) -> bool {
