@@ -51,6 +51,8 @@ export type {
   SpawnedWorker,
   WorkerHandoff,
   WorkerListenersOptions,
+  SupervisorExitPolicy,
+  Drainable,
   OfferOptions,
   ListenerOfferEvents,
   TakeOptions,

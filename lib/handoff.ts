@@ -14,8 +14,6 @@
 // one, and rejects with ERR_SENDMSG_HANDOFF. Written on the public socket API only.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { EventEmitter, once } from 'node:events'
-import { lstatSync, mkdirSync } from 'node:fs'
-import { dirname } from 'node:path'
 
 import { isListeningSocket } from './bridge'
 import { closeFd } from './close'
@@ -25,7 +23,8 @@ import { descriptorOf, type DescriptorLike } from './fd'
 import { abortError, checkOptionNames, Deadline, timeoutError, waitOptions, WAIT_OPTIONS, type WaitOptions } from './cancellation'
 import { FrameChannel, MAX_FDS_PER_FRAME, type Frame } from './frames'
 import type { ReceivedFd } from './received-fd'
-import { listenNow, type UnixServer } from './server'
+import { listenAtOfferPath } from './offer-path'
+import type { UnixServer } from './server'
 import { UnixSocket } from './socket'
 import { socketpair } from './sync'
 
@@ -38,6 +37,8 @@ const MAX_LISTENERS = 65_536
 const MAX_ERROR_TEXT = 1024
 /** How long an allowed peer of an offer may take to ask for the listeners, by default. */
 const DEFAULT_HANDSHAKE_TIMEOUT = 10_000
+/** How long a peer that got the listeners may take to acknowledge them, by default (tableflip's upgrade timeout). */
+const DEFAULT_ACK_TIMEOUT = 60_000
 /**
  * The environment variable that tells a spawned worker which descriptor is its channel.
  *
@@ -154,12 +155,25 @@ function listenerEntries(listeners: Listeners): Array<[string, number]> {
 
 /**
  * Sends `listeners` over `channel` in frames of at most 253 descriptors, and resolves when the
- * peer acknowledges holding them all: from then on the sender may close its copies.
+ * peer acknowledges holding them all: from then on the sender may close its copies. With
+ * `timeout` or `signal`, a peer that does not acknowledge in time is given up on
+ * (ERR_SENDMSG_TIMEOUT, or an AbortError): the sender still holds its listeners.
  *
- * @example await sendListeners(channel, { http: server })
+ * @example await sendListeners(channel, { http: server }, { timeout: 60_000 })
  */
-export async function sendListeners(channel: FrameChannel, listeners: Listeners): Promise<void> {
+export async function sendListeners(channel: FrameChannel, listeners: Listeners, options?: WaitOptions): Promise<void> {
   const entries = listenerEntries(listeners)
+  const { signal, timeout } = waitOptions(checkOptionNames(options, 'options', WAIT_OPTIONS), 'options')
+  const deadline = new Deadline({ signal, timeout }, () => timeoutError(`The peer did not acknowledge the listeners within ${timeout} ms`))
+  try {
+    await sendWithin(channel, entries, deadline)
+  } finally {
+    deadline.dispose()
+  }
+}
+
+async function sendWithin(channel: FrameChannel, entries: Array<[string, number]>, deadline: Deadline): Promise<void> {
+  deadline.check()
   const names = entries.map(([name]) => name)
   // At least one frame, even for no listeners, so that the peer always gets an answer.
   const batches: Array<Array<[string, number]>> = []
@@ -168,7 +182,7 @@ export async function sendListeners(channel: FrameChannel, listeners: Listeners)
   for (const batch of batches) {
     await channel.send({ ...header('listeners'), names: batch.map(([name]) => name), total: entries.length }, batch.map(([, fd]) => fd))
   }
-  const ack = expectFrame(await nextFrame(channel, undefined), 'ack')
+  const ack = expectFrame(await nextFrame(channel, deadline), 'ack')
   const acknowledged = ack.names
   if (!Array.isArray(acknowledged) || acknowledged.length !== names.length || acknowledged.some((name, i) => name !== names[i])) {
     throw handoffError('the peer acknowledged other listeners than those sent')
@@ -396,24 +410,98 @@ export function spawnWorker(command: string, args: readonly string[], options: S
 }
 
 /**
+ * Something a worker serves with and can stop: a net.Server, http.Server, UnixServer, ... Its
+ * `close(callback)` stops accepting and calls back once what it serves is finished.
+ *
+ * @example const drainable: Drainable = http.createServer(app)
+ */
+export interface Drainable {
+  close(callback?: (error?: Error) => void): unknown
+  /** http.Server's: closes keep-alive connections that wait for no request, which would keep close() waiting. */
+  closeIdleConnections?(): void
+}
+
+/**
  * What {@link workerListeners} resolves to.
  *
- * @example const { listeners, channel }: WorkerHandoff = await workerListeners()
+ * @example const { listeners, channel, drainOnExit }: WorkerHandoff = await workerListeners()
  */
 export interface WorkerHandoff<Name extends string = string> {
   listeners: ReceivedListeners<Name>
   /** The channel to the supervisor, for control messages. */
   channel: FrameChannel
+  /**
+   * Registers a server to drain when the supervisor is gone (the 'drain' policy of
+   * `onSupervisorExit`): it stops accepting and finishes what it serves before the process
+   * exits. Returns the server.
+   */
+  drainOnExit<S extends Drainable>(server: S): S
 }
+
+/**
+ * What a worker does when its supervisor is gone: the channel ended because the supervisor
+ * exited, crashed or was killed (even with SIGKILL), so nobody will stop it or restart it.
+ * 'drain' (the default): every server given to `drainOnExit` stops accepting and finishes what
+ * it serves, then the process exits with code 0 (code 1 if that took longer than
+ * `drainTimeout`); with no server registered it exits at once. 'ignore': nothing happens, the
+ * worker serves on unsupervised. A function: it is called with the reason
+ * (ERR_SENDMSG_SUPERVISOR_GONE) and does what it likes.
+ *
+ * @example await workerListeners({ onSupervisorExit: (reason) => log(reason.message) })
+ */
+export type SupervisorExitPolicy = 'drain' | 'ignore' | ((reason: Error) => void)
 
 /**
  * Options of {@link workerListeners}.
  *
- * @example await workerListeners({ expect: ['http'], timeout: 10_000 })
+ * @example await workerListeners({ expect: ['http'], timeout: 10_000, onSupervisorExit: 'drain' })
  */
 export interface WorkerListenersOptions<Name extends string = string> extends Omit<ReceiveListenersOptions<Name>, 'acknowledge'> {
   /** The channel's descriptor (default: SENDMSG_HANDOFF_FD, which spawnWorker sets in the worker's environment). */
   fd?: number
+  /** What to do when the supervisor is gone (default 'drain': finish, then exit). */
+  onSupervisorExit?: SupervisorExitPolicy
+  /** The 'drain' policy's bound, in ms (default 30 s): past it the process exits with code 1 anyway. */
+  drainTimeout?: number
+}
+
+const WORKER_OPTIONS = ['expect', ...WAIT_OPTIONS, 'fd', 'onSupervisorExit', 'drainTimeout'] as const
+/** How long the 'drain' policy lets servers finish, by default. */
+const DEFAULT_DRAIN_TIMEOUT = 30_000
+
+/**
+ * Watches the channel for the supervisor's end and applies `policy` then. The worker's own
+ * `channel.close()` is not the supervisor's end: only the peer hanging up, or the socket failing
+ * (ECONNRESET when it died with our messages unread), is.
+ */
+function watchSupervisor(channel: FrameChannel, policy: SupervisorExitPolicy, drainTimeout: number): (server: Drainable) => void {
+  const servers: Drainable[] = []
+  let gone = false
+  const onGone = (cause?: Error) => {
+    if (gone) return
+    gone = true
+    const reason = stateError('ERR_SENDMSG_SUPERVISOR_GONE', 'The supervisor is gone: its end of the channel closed', cause === undefined ? undefined : { cause })
+    if (policy === 'ignore') return
+    if (typeof policy === 'function') return policy(reason)
+    drainAndExit(servers, drainTimeout)
+  }
+  channel.on('end', () => onGone())
+  channel.socket.on('error', (error: Error) => onGone(error))
+  return (server) => void servers.push(server)
+}
+
+/** Closes every server, waits for what they serve to finish, and exits (code 1 past the bound). */
+function drainAndExit(servers: readonly Drainable[], drainTimeout: number): void {
+  if (servers.length === 0) process.exit(0)
+  // Not unref'd: the bound must hold even if a server's close never calls back.
+  setTimeout(() => process.exit(1), drainTimeout)
+  let open = servers.length
+  for (const server of servers) {
+    server.close(() => {
+      if (--open === 0) process.exit(0)
+    })
+    server.closeIdleConnections?.()
+  }
 }
 
 function notAWorker(message: string, cause?: unknown): Error {
@@ -440,6 +528,9 @@ function workerSocket(fd: number | undefined): UnixSocket {
 
 /**
  * In a worker spawned by `spawnWorker`: receives its listening sockets (and acknowledges them).
+ * When the supervisor is gone later, `onSupervisorExit` says what happens: by default the
+ * servers given to `drainOnExit` finish what they serve and the process exits (see
+ * {@link SupervisorExitPolicy}).
  * With `timeout` or `signal`, a supervisor that never sends them is given up on: the channel is
  * closed and the promise rejects (ERR_SENDMSG_TIMEOUT, or an AbortError). The channel's
  * descriptor is taken over at once: whatever fails after that closes it.
@@ -452,16 +543,31 @@ export async function workerListeners<const Name extends string = string>(option
   // closed whenever the handoff fails, a wrong option or an aborted signal included.
   const channel = new FrameChannel(workerSocket(options?.fd))
   let receiveOptions: ReceiveListenersOptions<Name>
+  let policy: SupervisorExitPolicy
+  let drainTimeout: number
   try {
-    const { fd: _fd, ...rest } = checkOptionNames(options, 'options', ['expect', ...WAIT_OPTIONS, 'fd']) as WorkerListenersOptions<Name>
+    const { fd: _fd, onSupervisorExit = 'drain', drainTimeout: bound, ...rest } = checkOptionNames(options, 'options', WORKER_OPTIONS) as WorkerListenersOptions<Name>
     waitOptions(rest as Record<string, unknown>, 'options')
+    if (onSupervisorExit !== 'drain' && onSupervisorExit !== 'ignore' && typeof onSupervisorExit !== 'function') {
+      throw invalidArgValue('options.onSupervisorExit', onSupervisorExit, "must be 'drain', 'ignore' or a function")
+    }
+    policy = onSupervisorExit
+    drainTimeout = validateInteger(bound ?? DEFAULT_DRAIN_TIMEOUT, 'options.drainTimeout', 0, INT32_MAX)
     receiveOptions = rest
   } catch (error) {
     channel.close()
     throw error
   }
   const { listeners } = await receiveListeners(channel, receiveOptions)
-  return { listeners, channel }
+  const drainOnExit = watchSupervisor(channel, policy, drainTimeout)
+  return {
+    listeners,
+    channel,
+    drainOnExit<S extends Drainable>(server: S): S {
+      drainOnExit(server)
+      return server
+    },
+  }
 }
 
 /**
@@ -474,6 +580,12 @@ export interface OfferOptions extends WaitOptions {
   allow?: (peer: Credentials) => boolean
   /** How long an allowed peer may take to ask for the listeners, in ms (default 10 s); then it is hung up on ('rejected', ERR_SENDMSG_TIMEOUT). */
   handshakeTimeout?: number
+  /**
+   * How long a peer that received the listeners may take to acknowledge them, in ms (default 60 s:
+   * it may start its own workers first). Then the handoff is rolled back ('rollback',
+   * ERR_SENDMSG_TIMEOUT): the peer is told, and the offer keeps its listeners for the next taker.
+   */
+  ackTimeout?: number
   /** Ends the offer (as `close()` does) and emits 'error' with an AbortError when aborted. */
   signal?: AbortSignal
   /** Ends the offer and emits 'error' (ERR_SENDMSG_TIMEOUT) when no peer took the listeners within this many ms. */
@@ -486,11 +598,21 @@ export interface OfferOptions extends WaitOptions {
  * @example offerListeners(path, listeners).on('handoff', ({ pid, uid }) => console.log(`taken by ${pid} (uid ${uid})`))
  */
 export interface ListenerOfferEvents {
-  /** A peer acknowledged and holds the listeners: its kernel credentials. */
+  /** A peer acknowledged and holds the listeners: its kernel credentials. The offer is closed by then. */
   handoff: [peer: Credentials]
+  /**
+   * A peer received the listeners but the handoff did not complete: it hung up or crashed, did
+   * not acknowledge within `ackTimeout`, or acknowledged wrongly. The peer was told (if it still
+   * listens); the offer still holds its listeners and serves the next taker.
+   */
+  rollback: [error: Error, peer: Credentials]
   /** A peer that was not allowed; `error` is what `allow` threw, if it threw. */
   refused: [peer: Credentials, error?: unknown]
-  /** A peer that broke the protocol or asked for nothing in time; its credentials when they were read. */
+  /**
+   * A peer that broke the protocol, asked for nothing in time, or asked while another peer was
+   * taking the listeners; its credentials when they were read. (A peer that hangs up without a
+   * word, as one proving the path live does, is not reported.)
+   */
   rejected: [error: Error, peer?: Credentials]
   /** The offer's server failed, or its `timeout` or `signal` ended it. */
   error: [error: Error]
@@ -500,91 +622,27 @@ function sameUser(peer: Credentials): boolean {
   return peer.uid === process.getuid!()
 }
 
-function unsafeDirectory(message: string): Error {
-  return stateError('ERR_SENDMSG_UNSAFE_DIRECTORY', message)
-}
-
-/**
- * Refuses a path that goes through a symbolic link another user owns (root's and ours are
- * trusted): its owner can re-point it whenever they like, and everything below it with it. Each
- * prefix of the path as given is what the kernel resolves on the way, so each is looked at as
- * given; a prefix that does not exist yet is one mkdir makes, ours.
- */
-function refuseForeignLinks(dir: string): void {
-  const uid = process.getuid!()
-  const parts = dir.split('/')
-  for (let end = 1; end <= parts.length; end++) {
-    const prefix = parts.slice(0, end).join('/')
-    if (prefix === '' || prefix === '.') continue
-    let stat
-    try {
-      stat = lstatSync(prefix)
-    } catch {
-      return
-    }
-    if (stat.isSymbolicLink() && stat.uid !== uid && stat.uid !== 0) {
-      throw unsafeDirectory(`${prefix} is a symbolic link of user ${stat.uid}, who could re-point it: an offer's path may go through links of root or this user only`)
-    }
-  }
-}
-
-/**
- * Makes sure `dir` exists, belongs to us, and no one else may enter it; returns its identity.
- * The directory itself is never a symbolic link: whoever owns a link can re-point it between
- * our check and the bind, and systemd's mkdir_safe refuses links for the same reason. (The
- * directories above it are the caller's choice, as with systemd's RuntimeDirectory.)
- */
-function privateDirectory(dir: string): { dev: number; ino: number } {
-  refuseForeignLinks(dir)
-  mkdirSync(dir, { recursive: true, mode: 0o700 })
-  const stat = lstatSync(dir)
-  if (stat.isSymbolicLink()) {
-    throw unsafeDirectory(`${dir} is a symbolic link (owner ${stat.uid}): an offer's directory must be a real directory, never a link someone could re-point`)
-  }
-  if (!stat.isDirectory() || stat.uid !== process.getuid!() || (stat.mode & 0o077) !== 0) {
-    throw unsafeDirectory(
-      `${dir} must be a directory of this user that no one else may enter (mode 0700); it is mode 0${(stat.mode & 0o777).toString(8)}, owner ${stat.uid}`,
-    )
-  }
-  return { dev: stat.dev, ino: stat.ino }
-}
-
-/**
- * Binds and listens at `path` with the socket file born mode 0600, so that no chmod by path ever
- * follows (a path resolved again after the bind is a path someone may have re-pointed). bind(2)
- * gives the file the process umask's mode on macOS, and on Linux the socket inode's mode masked
- * by the umask (measured on 6.18: fchmod 0600 before bind gives a 0600 file, after bind it changes
- * only the socket's inode); the umask is the one lever that works on both, and that works with
- * UnixServer.listen binding for us. It is process-wide, but JavaScript runs on one thread and the
- * bind between the two umask calls is synchronous, so no other JavaScript sees it; a file the
- * libuv threadpool happens to create in those microseconds gets a narrower mode, never a wider
- * one. A worker thread may not set the umask: there the file keeps the process umask's mode, and
- * the 0700 directory is what keeps other users out.
- */
-function listenPrivately(path: string): UnixServer {
-  let previous: number | undefined
-  try {
-    previous = process.umask(0o177)
-  } catch {
-    // ERR_WORKER_UNSUPPORTED_OPERATION in a worker thread.
-  }
-  try {
-    return listenNow(path)
-  } finally {
-    if (previous !== undefined) process.umask(previous)
-  }
-}
-
 /**
  * Offers listening sockets at a named socket path for another process to take (`takeListeners`):
  * the new version of a supervisor taking over from the old one. The socket file is born mode 0600
  * in a directory only its owner can enter (created if missing; never a symbolic link, nor reached
  * through another user's), and every peer is checked by its credentials (same user by default).
- * Events: 'handoff' (the peer's credentials; it acknowledged and holds the listeners), 'refused' (a
- * peer that was not allowed, or for which `allow` threw: the error follows the credentials),
- * 'rejected' (a peer that broke the protocol, or asked for nothing within `handshakeTimeout`: the
- * error, then the credentials), 'error' (the server's, or the offer's `timeout` or `signal`, which
- * close it). The offer stays open until closed.
+ * A stale socket file a crashed offerer left at `path` is replaced (proved stale by connecting,
+ * then renamed over, never unlinked first); a live offer there, or any other file, makes this
+ * throw EADDRINUSE.
+ *
+ * One peer at a time takes the listeners. Once it acknowledges, the offer closes (its file is
+ * removed before the peer hears that the handoff is done, so that the peer may offer at the same
+ * path at once: back-to-back upgrades). If it crashes, hangs up or does not acknowledge within
+ * `ackTimeout`, the handoff is rolled back: the peer is told, and the offer keeps the listeners
+ * and serves the next taker.
+ *
+ * Events: 'handoff' (the peer's credentials; it acknowledged and holds the listeners), 'rollback'
+ * (the error, then the credentials of a peer that got the listeners but did not complete),
+ * 'refused' (a peer that was not allowed, or for which `allow` threw: the error follows the
+ * credentials), 'rejected' (a peer that broke the protocol, asked for nothing within
+ * `handshakeTimeout`, or asked while another was taking: the error, then the credentials),
+ * 'error' (the server's, or the offer's `timeout` or `signal`, which close it).
  *
  * @example const offer = offerListeners('/run/app/handoff.sock', { http: server }); offer.once('handoff', stop)
  */
@@ -603,19 +661,23 @@ export class ListenerOffer extends EventEmitter<ListenerOfferEvents> implements 
   readonly #listeners: Listeners
   readonly #allow: (peer: Credentials) => boolean
   readonly #handshakeTimeout: number
+  readonly #ackTimeout: number
   /** The peers being served, closed with the offer. */
   readonly #channels = new Set<FrameChannel>()
+  /** The one peer taking the listeners now (it holds copies until it acknowledges or the handoff is rolled back). */
+  #taker: FrameChannel | undefined
   readonly #signal: AbortSignal | undefined
   #timer: NodeJS.Timeout | undefined
   #closed = false
 
   constructor(path: string, listeners: Listeners, options?: OfferOptions) {
     super()
-    const checked = checkOptionNames(options, 'options', ['allow', 'handshakeTimeout', 'signal', 'timeout']) as OfferOptions
+    const checked = checkOptionNames(options, 'options', ['allow', 'handshakeTimeout', 'ackTimeout', 'signal', 'timeout']) as OfferOptions
     listenerEntries(listeners)
     if (checked.allow !== undefined && typeof checked.allow !== 'function') throw invalidArgType('options.allow', 'a function', checked.allow)
     const { signal, timeout } = waitOptions(checked as Record<string, unknown>, 'options')
     this.#handshakeTimeout = validateInteger(checked.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT, 'options.handshakeTimeout', 1, INT32_MAX)
+    this.#ackTimeout = validateInteger(checked.ackTimeout ?? DEFAULT_ACK_TIMEOUT, 'options.ackTimeout', 1, INT32_MAX)
     if (typeof path !== 'string') throw invalidArgType('path', 'of type string', path)
     if (path.charCodeAt(0) === 0) {
       throw invalidArgValue('path', path, 'must be a filesystem path: an abstract name has no permissions to keep other users out')
@@ -625,20 +687,7 @@ export class ListenerOffer extends EventEmitter<ListenerOfferEvents> implements 
     this.path = path
     this.#listeners = listeners
     this.#allow = checked.allow ?? sameUser
-    const dir = dirname(path)
-    const identity = privateDirectory(dir)
-    this.#server = listenPrivately(path)
-    // The bind resolved the path again: make sure it went where the check looked.
-    let now: { dev: number; ino: number; isSymbolicLink(): boolean } | undefined
-    try {
-      now = lstatSync(dir)
-    } catch {
-      now = undefined
-    }
-    if (now === undefined || now.isSymbolicLink() || now.dev !== identity.dev || now.ino !== identity.ino) {
-      this.#server.close()
-      throw unsafeDirectory(`${dir} was replaced while the offer was being made`)
-    }
+    this.#server = listenAtOfferPath(path)
     this.#server.on('connection', (socket: UnixSocket) => void this.#serve(socket))
     this.#server.on('error', (error: Error) => this.emit('error', error))
     if (signal !== undefined) {
@@ -683,38 +732,77 @@ export class ListenerOffer extends EventEmitter<ListenerOfferEvents> implements 
     }
     const channel = new FrameChannel(socket, { maxFrameSize: 64 * 1024 })
     this.#channels.add(channel)
-    const timeout = this.#handshakeTimeout
-    const handshake = new Deadline({ timeout }, () => timeoutError(`The peer asked for no listeners within ${timeout} ms`))
     try {
-      let take: Frame
-      try {
-        take = await nextFrame(channel, handshake)
-      } finally {
-        handshake.dispose()
-      }
-      expectFrame(take, 'take')
-      await sendListeners(channel, this.#listeners)
-      if (this.#timer !== undefined) clearTimeout(this.#timer)
-      this.#timer = undefined
-      this.emit('handoff', peer)
-    } catch (error) {
-      if (this.#closed) return
-      await tellPeer(channel, (error as Error).message)
-      this.emit('rejected', error as Error, peer)
+      if (!(await this.#handshake(channel, peer))) return
+      await this.#handOver(channel, peer)
     } finally {
       this.#channels.delete(channel)
       channel.close()
     }
   }
 
-  /** Stops offering: removes the socket file and hangs up on peers still being served. */
+  /** Waits for the peer's 'take'; whether it asked, and is the one taker now. */
+  async #handshake(channel: FrameChannel, peer: Credentials): Promise<boolean> {
+    const timeout = this.#handshakeTimeout
+    const handshake = new Deadline({ timeout }, () => timeoutError(`The peer asked for no listeners within ${timeout} ms`))
+    try {
+      expectFrame(await nextFrame(channel, handshake), 'take')
+      if (this.#taker !== undefined) throw handoffError('another process is taking the listeners now: try again once it is done')
+    } catch (error) {
+      if (this.#closed) return false
+      // Connected and left without a word: someone proving the path live (lib/offer-path.ts), not a taker.
+      if (wentSilently(error)) return false
+      await tellPeer(channel, (error as Error).message)
+      this.emit('rejected', error as Error, peer)
+      return false
+    } finally {
+      handshake.dispose()
+    }
+    return !this.#closed
+  }
+
+  /**
+   * Sends the listeners and waits for the ack: then the offer closes (its file removed, so that
+   * the taker may offer at the same path) and the taker reads end-of-file, its sign that the
+   * handoff is done. Anything else rolls back: the taker is told why, the offer keeps serving.
+   */
+  async #handOver(channel: FrameChannel, peer: Credentials): Promise<void> {
+    this.#taker = channel
+    try {
+      await sendListeners(channel, this.#listeners, { timeout: this.#ackTimeout })
+    } catch (error) {
+      if (this.#taker !== channel) return // closed meanwhile: close() told the taker
+      this.#taker = undefined
+      if (this.#closed) return
+      const rolledBack = handoffError(`the handoff was rolled back: ${(error as Error).message}`, { cause: error })
+      await tellPeer(channel, (error as Error).message)
+      this.emit('rollback', rolledBack, peer)
+      return
+    }
+    // An ack that arrived after close() told the taker it was rolled back does not count.
+    if (this.#taker !== channel) return
+    this.#taker = undefined
+    this.close()
+    this.emit('handoff', peer)
+  }
+
+  /**
+   * Stops offering: removes the socket file and hangs up on peers still being served. A peer
+   * taking the listeners right now is told that the handoff is rolled back (the listeners stay
+   * with this process) before it is hung up on.
+   */
   close(): void {
     if (this.#closed) return
     this.#closed = true
     if (this.#timer !== undefined) clearTimeout(this.#timer)
     this.#signal?.removeEventListener('abort', this.#onAbort)
     this.#server.close()
-    for (const channel of this.#channels) channel.close()
+    const taker = this.#taker
+    this.#taker = undefined
+    for (const channel of this.#channels) {
+      if (channel === taker) void tellPeer(channel, 'the offer was closed before the handoff was done').finally(() => channel.close())
+      else channel.close()
+    }
   }
 
   /** `close()`, for `using`. */
@@ -728,6 +816,11 @@ export class ListenerOffer extends EventEmitter<ListenerOfferEvents> implements 
     this.close()
     await closed
   }
+}
+
+/** Whether a handshake ended because the peer hung up before sending anything at all. */
+function wentSilently(error: unknown): boolean {
+  return (error as { cause?: { code?: unknown } } | null)?.cause?.code === 'ERR_SENDMSG_FRAME_CLOSED'
 }
 
 /**
@@ -746,6 +839,14 @@ const TAKE_OPTIONS = [...RECEIVE_OPTIONS, 'allow'] as const
  * Takes the listening sockets offered at `path` by `offerListeners`. With `acknowledge: false`
  * the offering process keeps its copies until you call `acknowledge()` (for example once your own
  * workers serve), so that someone accepts connections at every moment.
+ *
+ * `acknowledge()` resolves once the offering process has let go: it closed its offer (its socket
+ * file is gone, so you may offer at the same path at once), or it is gone (it crashed after
+ * sending: then these are the only copies, and yours to keep). It rejects with
+ * ERR_SENDMSG_HANDOFF when the handoff was rolled back (you acknowledged after its `ackTimeout`,
+ * or it closed the offer): the offering process still serves, and yours are surplus copies to
+ * close. With the default `acknowledge: true` a rollback rejects `takeListeners` itself, and
+ * the listeners are closed.
  *
  * @example const { listeners, acknowledge } = await takeListeners(path, { acknowledge: false })
  */
@@ -773,8 +874,49 @@ export async function takeListeners<const Name extends string = string>(path: st
     deadline.dispose()
   }
   let done: Promise<void> | undefined
-  // Once the kernel has the ack there is nothing more to say or hear: close at once.
-  const acknowledge = () => (done ??= handoff.acknowledge().finally(() => channel.close()))
-  if (receiveOptions.acknowledge !== false) await acknowledge()
+  const acknowledge = () => (done ??= confirmHandoff(channel, handoff.acknowledge))
+  if (receiveOptions.acknowledge !== false) {
+    try {
+      await acknowledge()
+    } catch (error) {
+      for (const fd of Object.values<ReceivedFd>(handoff.listeners)) fd.close()
+      throw error
+    }
+  }
   return { listeners: handoff.listeners, acknowledge }
+}
+
+/** Whether a failed send or read means that the peer is gone (crashed, or closed its end). */
+function peerGone(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code
+  const cause = (error as { cause?: { code?: unknown } } | null)?.cause?.code
+  return code === 'EPIPE' || code === 'ECONNRESET' || code === 'ENOTCONN' || code === 'ERR_SOCKET_CLOSED' || cause === 'ERR_SENDMSG_FRAME_CLOSED'
+}
+
+/**
+ * Sends the ack, then waits for the offering process's verdict: end-of-file when it let go (or
+ * died), an error frame when it rolled the handoff back. Either way the channel is closed after.
+ */
+async function confirmHandoff(channel: FrameChannel, acknowledge: () => Promise<void>): Promise<void> {
+  try {
+    try {
+      await acknowledge()
+    } catch (error) {
+      // Gone before it heard us: nobody else holds the listeners now.
+      if (peerGone(error)) return
+      throw error
+    }
+    let verdict: Frame
+    try {
+      verdict = await nextFrame(channel, undefined)
+    } catch (error) {
+      if (peerGone(error)) return
+      throw error
+    }
+    // Nothing is expected but end-of-file: an error frame is a rollback, anything else a broken peer.
+    expectFrame(verdict, 'error')
+    throw handoffError(`the offering process rolled the handoff back: ${String((verdict.value as Record<string, unknown>).message)}`)
+  } finally {
+    channel.close()
+  }
 }

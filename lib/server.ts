@@ -1,7 +1,7 @@
 // UnixServer: a listening AF_UNIX socket (stream or seqpacket) in the event loop, delivering
 // accepted connections as UnixSockets.
 import { EventEmitter } from 'node:events'
-import { statSync, unlinkSync } from 'node:fs'
+import { renameSync, statSync, unlinkSync } from 'node:fs'
 
 import { addressOf, withAddress } from './address'
 import { native } from './binding'
@@ -49,6 +49,13 @@ export interface UnixServerEvents {
  */
 /** @internal */
 export let listenNow: (path: string, options?: UnixServerOptions) => UnixServer
+
+/**
+ * Internal: renames the socket file `server` created to `to` (rename(2), which replaces whatever
+ * is there in one step), and makes `close()` remove it there.
+ */
+/** @internal */
+export let moveBoundFile: (server: UnixServer, to: string) => void
 
 /** The file a server created, so that close() removes that file and not a successor's. */
 interface BoundFile {
@@ -278,9 +285,13 @@ export class UnixServer extends EventEmitter<UnixServerEvents> implements AsyncI
     if (this.#closed) return
     this.#closed = true
     this.#accepting = false
+    // The file goes first, while the socket still listens: a process that finds the path
+    // answering leaves it alone (lib/offer-path.ts proves a file stale by connecting), so nobody
+    // can take our file for stale and replace it between the two steps, only for us to remove
+    // the replacement.
+    this.#unlinkBoundFile()
     native.socketClose(this.#handle)
     collectedWhileOpen.unregister(this)
-    this.#unlinkBoundFile()
     for (const socket of this.#pending.splice(0)) socket.close()
     const waiter = this.#waiter
     this.#waiter = undefined
@@ -324,6 +335,12 @@ export class UnixServer extends EventEmitter<UnixServerEvents> implements AsyncI
   }
 
   static {
+    moveBoundFile = (server, to) => {
+      const bound = server.#bound
+      if (bound === undefined || server.#closed) throw stateError('ERR_SENDMSG_NOT_BOUND', 'This server has no socket file of its own to move')
+      renameSync(bound.path, to)
+      server.#bound = { ...bound, path: to }
+    }
     listenNow = (path, options) => {
       const { server, error } = UnixServer.#listen(path, options)
       if (error === undefined) return server

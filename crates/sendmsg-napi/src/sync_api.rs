@@ -176,3 +176,11 @@ pub fn dup(env: Env, fd: i32) -> Result<i32> {
     .map(IntoRawFd::into_raw_fd)
     .map_err(|err| errors::throw_sys(&env, err))
 }
+
+/// Tries to take an exclusive `flock(2)` lock on `fd` without waiting; `false` when another open
+/// file holds one. Closing the descriptor releases it (so does the process's death).
+#[napi]
+pub fn try_lock_exclusive(env: Env, fd: i32) -> Result<bool> {
+  sendmsg_core::fd::try_lock_exclusive(socket_ops::borrow(fd))
+    .map_err(|err| errors::throw_sys(&env, err))
+}
