@@ -1,5 +1,6 @@
-// A short run of the demo (npm run demo): rolling restarts and a supervisor replacement under
-// HTTP load, with zero failed requests and zero refused connections.
+// A short run of the demo (npm run demo): rolling restarts, a new supervisor that crashes before
+// acknowledging (rolled back; its workers drain and exit on their own) and a supervisor
+// replacement, under HTTP load, with zero failed requests and zero refused connections.
 import test from 'ava'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -27,4 +28,6 @@ test('the zero-downtime demo serves every request', async (t) => {
   t.is(ok, requests)
   t.is(failed, 0)
   t.is(refused, 0)
+  t.regex(out, /rolled back: the taker \d+ did not complete/)
+  t.regex(out, /the crashed supervisor's workers served \d+ requests, then drained and exited on their own/)
 })

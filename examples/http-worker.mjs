@@ -2,18 +2,19 @@
 // socket from its supervisor, serves on it alongside the other workers (the kernel spreads
 // connections between them), and on 'stop' stops accepting, finishes the requests under way and
 // exits. No connection is refused meanwhile: the socket stays open in the supervisor and the
-// other workers.
+// other workers. If the supervisor dies (even SIGKILLed), the channel tells: the worker drains
+// the same way and exits (workerListeners' default onSupervisorExit policy, 'drain').
 import http from 'node:http'
 import { toNetServer, workerListeners } from 'sendmsg'
 
-const { listeners, channel } = await workerListeners({ expect: ['http'] })
+const { listeners, channel, drainOnExit } = await workerListeners({ expect: ['http'] })
 let served = 0
 const server = http.createServer((request, response) => {
   served++
   response.setHeader('x-worker-pid', String(process.pid))
   response.end(`served by worker ${process.pid}\n`)
 })
-toNetServer(listeners.http, server)
+drainOnExit(toNetServer(listeners.http, server))
 server.once('listening', () => void channel.send({ type: 'serving', pid: process.pid }))
 
 channel.on('frame', ({ value }) => {
@@ -25,5 +26,3 @@ channel.on('frame', ({ value }) => {
   })
   server.closeIdleConnections()
 })
-// The supervisor is gone: nobody will tell us to stop, so stop.
-channel.on('end', () => process.exit(0))

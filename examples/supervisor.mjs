@@ -2,10 +2,13 @@
 // workers (examples/http-worker.mjs), restarts them one by one, and hands everything over to a new
 // supervisor process, all without refusing a connection.
 //
-//   node examples/supervisor.mjs [--port N] [--workers N] [--take PATH]
+//   node examples/supervisor.mjs [--port N] [--workers N] [--take PATH [--fail-before-ack]]
 //
 // With --take it takes the listening socket from the supervisor offering it at PATH (the new
-// version of the supervisor replacing the old). When forked, it takes commands over IPC
+// version of the supervisor replacing the old). With --fail-before-ack as well it is a new
+// version that crashes: it starts its workers, then exits before acknowledging; the old
+// supervisor rolls the handoff back and serves on, and this one's workers, whose supervisor is
+// gone, finish what they serve and exit. When forked, it takes commands over IPC
 // ({ cmd: 'restart' | 'offer' | 'shutdown' }) and reports events; run alone, SIGHUP restarts the
 // workers and SIGTERM shuts down.
 import { once } from 'node:events'
@@ -19,6 +22,7 @@ const { values } = parseArgs({
     port: { type: 'string', default: '0' },
     workers: { type: 'string', default: '3' },
     take: { type: 'string' },
+    'fail-before-ack': { type: 'boolean', default: false },
   },
 })
 const workerScript = fileURLToPath(new URL('./http-worker.mjs', import.meta.url))
@@ -79,6 +83,10 @@ async function stopWorker(worker) {
 
 let workers = []
 for (let i = 0; i < Number(values.workers); i++) workers.push(await startWorker())
+if (values['fail-before-ack']) {
+  await report({ event: 'failing', pid: process.pid, workers: workers.map((w) => w.child.pid) })
+  process.exit(1)
+}
 await acknowledge() // a predecessor may now let go: our workers are serving
 report({ event: 'ready', pid: process.pid, port, workers: workers.map((w) => w.child.pid) })
 
@@ -109,8 +117,11 @@ function offer(path) {
   const offered = offerListeners(path, { http: listener })
   offered.on('refused', (peer) => report({ event: 'refused', peer }))
   offered.on('rejected', (error) => report({ event: 'rejected', message: error.message }))
+  // The taker crashed or did not acknowledge in time: we still hold the socket and serve on, and
+  // the offer stays open for the next attempt.
+  offered.on('rollback', (error, peer) => report({ event: 'rollback', from: peer.pid, message: error.message }))
   offered.once('handoff', (peer) => {
-    offered.close()
+    // The offer closed itself (its file is gone): the new supervisor may offer at the same path.
     report({ event: 'handed-over', to: peer.pid })
     void shutdown('replaced')
   })

@@ -1,11 +1,13 @@
 // The package's main job, end to end: a supervisor binds a TCP port on 127.0.0.1 and hands it to
-// HTTP workers; while a load generator runs, every worker is restarted one by one, then the
-// supervisor itself is replaced by a new supervisor process that takes the listening socket over
-// through a named socket. The load generator's totals show no error and no refused connection.
+// HTTP workers; while a load generator runs, every worker is restarted one by one, then a new
+// supervisor that crashes before acknowledging tries to take over (the old one rolls back and
+// serves on; the crashed one's workers drain and exit), then the supervisor is replaced for real
+// by a new supervisor process that takes the listening socket over through a named socket. The
+// load generator's totals show no error and no refused connection.
 //
 //   node examples/zero-downtime.mjs [--quick]      (npm run demo)
 import { fork } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -31,6 +33,7 @@ function startSupervisor(args) {
   child.on('message', (message) => {
     if (message.event === 'worker-replaced') say(`  worker ${message.old} -> ${message.new} (the old one served ${message.served} requests)`)
     if (message.event === 'refused' || message.event === 'rejected') say(`  handoff ${message.event}: ${JSON.stringify(message)}`)
+    if (message.event === 'rollback') say(`  rolled back: the taker ${message.from} did not complete (${message.message})`)
   })
   return child
 }
@@ -86,6 +89,17 @@ try {
   say(`replacing the supervisor: it offers the listening socket at ${path} (0600, in a 0700 directory)`)
   first.send({ cmd: 'offer', path })
   await next(first, 'offering')
+
+  say('a new supervisor that exits before acknowledging: the handoff must roll back')
+  const crashing = startSupervisor(['--take', path, '--fail-before-ack'])
+  const rolledBack = next(first, 'rollback')
+  const failing = await next(crashing, 'failing')
+  say(`new supervisor ${crashing.pid} took the socket, started workers ${failing.workers.join(', ')}, and exits before acknowledging`)
+  await rolledBack
+  say(`old supervisor ${first.pid} still serves; the crashed one's workers drain and exit on their own`)
+  await pause(PAUSE)
+
+  say('the real replacement, at the same path')
   const second = startSupervisor(['--take', path])
   const handedOver = next(first, 'stopped')
   const secondReady = await next(second, 'ready')
@@ -100,12 +114,34 @@ try {
   await next(second, 'stopped')
 
   const byWorker = Object.keys(totals.workers).length
+  // The crashed supervisor's workers are not our children: signal 0 says whether they still
+  // exist, and on Linux /proc whether they have exited and only wait for init to reap them (a
+  // zombie, which some container inits reap late).
+  const alive = (pid) => {
+    try {
+      process.kill(pid, 0)
+    } catch {
+      return false
+    }
+    try {
+      return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').at(-1)?.[0] !== 'Z'
+    } catch {
+      return true
+    }
+  }
+  // They drain and exit within moments of the crash; give them up to 10 s before calling it.
+  for (let waited = 0; waited < 10_000 && failing.workers.some(alive); waited += 50) await pause(50)
+  const orphans = failing.workers.filter(alive)
+  const orphanServed = failing.workers.reduce((sum, pid) => sum + (totals.workers[pid] ?? 0), 0)
   console.log('')
   console.log(`requests: ${totals.requests}  ok: ${totals.ok}  failed: ${totals.failed}  refused connections: ${totals.refused}`)
-  console.log(`served by ${byWorker} worker processes across 2 supervisors, in ${((Date.now() - start) / 1000).toFixed(1)} s`)
+  console.log(`served by ${byWorker} worker processes across 3 supervisors (one crashed before acknowledging and was rolled back), in ${((Date.now() - start) / 1000).toFixed(1)} s`)
+  console.log(
+    `the crashed supervisor's workers served ${orphanServed} requests, then ${orphans.length === 0 ? 'drained and exited on their own' : `still run: ${orphans.join(', ')}`}`,
+  )
   if (totals.failed > 0) console.log(`errors: ${JSON.stringify(totals.errors)}`)
-  failed = totals.failed > 0 || totals.ok === 0
-  console.log(failed ? 'FAILED: some requests failed' : 'zero-downtime: every request was served')
+  failed = totals.failed > 0 || totals.ok === 0 || orphans.length > 0
+  console.log(failed ? 'FAILED: some requests failed, or workers outlived their supervisor' : 'zero-downtime: every request was served')
 } finally {
   cleanUp()
 }
