@@ -160,7 +160,7 @@ test.serial('a taker that exits before acknowledging rolls the handoff back: the
   const [error, peer] = await rolledBack
   t.is(error.code, 'ERR_SENDMSG_HANDOFF')
   t.regex(error.message, /rolled back: the peer hung up/)
-  t.is(peer.pid, crashing.process.pid)
+  t.is(peer.pid, crashing.process.pid!)
   t.deepEqual(await crashing.exited, { code: 1, signal: null })
   t.true(lstatSync(path).isSocket(), 'the offer is still open')
   t.true(await connects(tcp.port), 'the listening socket is still held: connections wait in its backlog')
@@ -266,7 +266,7 @@ test.serial('back-to-back upgrades at one path: A hands to B, B offers at once a
   const aHandedOver = once(a, 'handoff') as Promise<[Credentials]>
   const b = spawnFixture('upgrade-taker.mjs', [path, 'ack-and-offer'])
   await lineWith(b, 'acknowledged')
-  t.is((await aHandedOver)[0].pid, b.process.pid)
+  t.is((await aHandedOver)[0].pid, b.process.pid!)
   closeSync(tcp.fd) // A lets go of its copy, as an old supervisor does
   t.truthy((await lineWith(b, 'offering')).offering, 'B offered at the path A used, right after the handoff')
   let offerer: Credentials | undefined
