@@ -902,14 +902,15 @@ async function confirmHandoff(channel: FrameChannel, acknowledge: () => Promise<
     try {
       await acknowledge()
     } catch (error) {
-      // Gone before it heard us: nobody else holds the listeners now.
-      if (peerGone(error)) return
-      throw error
+      // It closed its end before our ack went: it died, or it rolled back and said so in a frame
+      // that may still wait to be read (a failed send does not stop reading).
+      if (!peerGone(error)) throw error
     }
     let verdict: Frame
     try {
       verdict = await nextFrame(channel, undefined)
     } catch (error) {
+      // End-of-file without a word: it let go, or died; either way the listeners are ours alone.
       if (peerGone(error)) return
       throw error
     }
