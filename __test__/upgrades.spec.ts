@@ -3,16 +3,17 @@
 // to back upgrades at one path, and workers whose supervisor is SIGKILLed. Serial: the tests count
 // open descriptors and run child processes.
 import test from 'ava'
+import { spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { closeSync, lstatSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
 import { join } from 'node:path'
 
-import { dup, offerListeners, takeListeners, toNetServer, type Credentials, type NodeError } from 'sendmsg'
+import { dup, offerListeners, socketpair, takeListeners, toNetServer, workerListeners, type Credentials, type NodeError } from 'sendmsg'
 
 import { openFds, tempDir, turn } from './helpers.ts'
-import { spawnFixture, type Child } from './processes.ts'
+import { spawnChild, spawnFixture, type Child } from './processes.ts'
 
 /** A listening TCP socket as a bare descriptor that nothing accepts on. */
 async function tcpListener(): Promise<{ fd: number; port: number }> {
@@ -143,6 +144,50 @@ test.serial('offerers racing on one stale path: exactly one wins, the others get
     t.is(offerer?.pid, winners[0]!.pid)
     for (const racer of racers) if (racer.process.exitCode === null) await sigkill(racer)
   }
+})
+
+test.serial('an offer made while another process holds the directory lock fails with EADDRINUSE at once', async (t) => {
+  // flock(1) of util-linux holds the same lock an offerer takes: flock(2) on the directory.
+  if (process.platform !== 'linux' || spawnSync('flock', ['--version']).error !== undefined) {
+    t.log('flock(1) is not installed here: nothing to hold the lock with')
+    t.pass()
+    return
+  }
+  using temp = tempDir('sendmsg-upgrades-')
+  const tcp = await tcpListener()
+  const dir = join(temp.dir, 'run')
+  const path = join(dir, 'handoff.sock')
+  offerListeners(path, { http: tcp.fd }).close() // makes the private directory
+  const holder = spawnChild('flock', ['--close', dir, '-c', 'echo locked; exec sleep 60'])
+  t.is(await holder.line(), 'locked')
+  const before = openFds()
+  t.throws(() => offerListeners(path, { http: tcp.fd }), { code: 'EADDRINUSE', message: /another process is placing an offer at this path right now/ })
+  t.is(openFds(), before)
+  await sigkill(holder)
+  const offer = offerListeners(path, { http: tcp.fd })
+  offer.close()
+  closeSync(tcp.fd)
+})
+
+test.serial('the new options are checked before anything is made', async (t) => {
+  using temp = tempDir('sendmsg-upgrades-')
+  const tcp = await tcpListener()
+  const path = join(temp.dir, 'run', 'handoff.sock')
+  t.throws(() => offerListeners(path, { http: tcp.fd }, { ackTimeout: 0 }), { code: 'ERR_OUT_OF_RANGE' })
+  t.throws(() => offerListeners(path, { http: tcp.fd }, { ackTimeout: '5' as never }), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => lstatSync(join(temp.dir, 'run')), { code: 'ENOENT' }, 'nothing was made')
+  // workerListeners checks its options after adopting the channel, and closes it when they are wrong.
+  for (const [options, code] of [
+    [{ onSupervisorExit: 'exit' }, 'ERR_INVALID_ARG_VALUE'],
+    [{ drainTimeout: -1 }, 'ERR_OUT_OF_RANGE'],
+  ] as const) {
+    const [mine, theirs] = socketpair('stream')
+    const before = openFds()
+    await t.throwsAsync(workerListeners({ fd: theirs, ...options } as never), { code })
+    t.is(openFds(), before - 1, 'the channel descriptor was closed')
+    closeSync(mine)
+  }
+  closeSync(tcp.fd)
 })
 
 // 2. Rollback and back-to-back upgrades -------------------------------------------------------
@@ -309,4 +354,25 @@ test.serial("with the 'ignore' policy a worker whose supervisor is SIGKILLed ser
   process.kill(worker, 'SIGTERM')
   while ((await supervisor.line()) !== '');
   t.false(await connects(port))
+})
+
+test.serial('a worker still draining past drainTimeout exits with code 1', async (t) => {
+  const supervisor = spawnFixture('upgrade-supervisor.mjs', ['drain', '50'])
+  const { port } = await lineWith<{ port: number }>(supervisor, 'port')
+  const hanging = get(port, '/hang').then(
+    () => 'answered',
+    (error: NodeError) => error.code,
+  )
+  await lineWith(supervisor, 'inFlight')
+  await sigkill(supervisor)
+  t.deepEqual(await lineWith(supervisor, 'exit'), { exit: 1 })
+  t.is(await hanging, 'ECONNRESET', 'the request that never finished was cut when the worker gave up')
+})
+
+test.serial('a supervisor-exit policy given as a function is called with ERR_SENDMSG_SUPERVISOR_GONE and decides alone', async (t) => {
+  const supervisor = spawnFixture('upgrade-supervisor.mjs', ['report'])
+  await lineWith(supervisor, 'port')
+  await sigkill(supervisor)
+  t.deepEqual(await lineWith(supervisor, 'policy'), { policy: 'ERR_SENDMSG_SUPERVISOR_GONE' })
+  t.deepEqual(await lineWith(supervisor, 'exit'), { exit: 7 })
 })
