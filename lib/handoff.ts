@@ -11,7 +11,12 @@
 // and, for a takeover over a named socket, first
 //   taker    -> { protocol, version, type: 'take' }
 // Either side that refuses tells the other why in an 'error' frame when the channel still takes
-// one, and rejects with ERR_SENDMSG_HANDOFF. Written on the public socket API only.
+// one, and rejects with ERR_SENDMSG_HANDOFF. After a taker's ack, the offering side's verdict is
+// end-of-file (done: it closed its offer and let go) or an 'error' frame (rolled back: it did not
+// take the ack in time, or was closed, and keeps serving); a taker that reads end-of-file without
+// a word, or whose ack cannot go because the other side is gone, keeps the listeners. A version 1
+// offerer that knows nothing of rollbacks closes after the ack: the same verdict, so both sides
+// stay compatible. Written on the public socket API only.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { EventEmitter, once } from 'node:events'
 
