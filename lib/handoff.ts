@@ -508,10 +508,7 @@ export interface ListenerOfferEvents {
  * peer if `pidfdPid(pidfd)` still gives `pid` afterwards.
  *
  * @example
- * allow: ({ pid, uid, pidfd }) => {
- *   const exe = readlinkSync(`/proc/${pid}/exe`)
- *   return uid === process.getuid?.() && exe === process.execPath && (pidfd === undefined || pidfdPid(pidfd) === pid)
- * }
+ * const allow = ({ pid, uid, pidfd }: PeerIdentity): boolean => uid === process.getuid?.() && (pidfd === undefined || pidfdPid(pidfd) === pid)
  */
 export interface PeerIdentity extends Credentials {
   /**

@@ -22,8 +22,9 @@ import { ownReceivedFd, type ReceivedFd } from './received-fd'
  *
  * @example
  * using pidfd = peerPidfd(sock)
- * const exe = readlinkSync(`/proc/${peerCredentials(sock).pid}/exe`)
- * if (pidfdPid(pidfd) !== peerCredentials(sock).pid) throw new Error('the peer went away while being checked')
+ * const { pid } = peerCredentials(sock)
+ * // ... look at the process through /proc/<pid> ...
+ * if (pidfdPid(pidfd) !== pid) sock.close() // it exited meanwhile: that may have been another process
  */
 export function peerPidfd(socket: SocketLike): ReceivedFd {
   return ownReceivedFd(native.peerPidfd(fdOf(socket)))
