@@ -513,14 +513,14 @@ passRightsTest("a peer of an offer that pushes descriptors at the supervisor get
   const body = handoffBody({ type: 'take' })
   const pushed = Array.from({ length: 253 }, (_, i) => (i % 2 === 0 ? r : w))
   const refused = await t.throwsAsync(pusher.send(Buffer.concat([HEADER(body.length, pushed.length), body]), { fds: pushed }), { code: 'EPERM' })
-  t.is((refused as NodeError & { syscall?: string }).syscall, 'sendmsg')
+  t.is((refused as (NodeError & { syscall?: string }) | undefined)?.syscall, 'sendmsg')
   await t.throwsAsync(pusher.send(Buffer.concat([HEADER(body.length, 1), body]), { fds: [r] }), { code: 'EPERM' })
   await turn()
   t.is(openFds(), withPeer, 'no descriptor reached the supervisor')
   pusher.close()
-  await rejected
+  await within(rejected, 10_000, 'the offer rejecting the peer that hung up')
   // The offer still serves an honest taker.
-  const { listeners } = await takeListeners(path, { expect: ['http'] })
+  const { listeners } = await within(takeListeners(path, { expect: ['http'] }), 10_000, 'an honest taker')
   listeners.http.close()
   offer.close()
   closeSync(r)
