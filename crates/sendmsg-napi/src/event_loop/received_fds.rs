@@ -1,6 +1,7 @@
 //! The one owner of received descriptors until somebody takes them.
 //!
-//! Every descriptor that arrives in a message (or is accepted by a server) is held here, in a
+//! Every descriptor that arrives in a message (or is accepted by a server, or is a peer's pidfd
+//! asked for with `peerPidfd`) is held here, in a
 //! per-thread table of sets: one set per message, under an id that is never reused. JavaScript
 //! names a descriptor by its set's id and its index (`Message`, `ReceivedFd` in lib/), and takes,
 //! closes or keeps it through the functions below. Whatever is neither taken nor closed is closed
