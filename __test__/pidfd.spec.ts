@@ -10,6 +10,7 @@ import { join } from 'node:path'
 
 import {
   closeFd,
+  dup,
   MSG_CTRUNC,
   MSG_DONTWAIT,
   Message,
@@ -276,6 +277,26 @@ passRightsTest('a server with passRights: false refuses descriptors on every con
   t.is(message.fds.length, 0)
   client.close()
   socket.close()
+  server.close()
+  closeAll(r, w)
+  await turn()
+  t.is(openFds(), before)
+})
+
+passRightsTest('UnixServer.from with passRights: false sets it on the adopted listener: connections made after refuse descriptors', async (t) => {
+  const before = openFds()
+  // A listening socket made elsewhere (here: another server, closed), on an abstract name, which
+  // closing that server does not remove.
+  const path = `\0sendmsg-rights-${process.pid}`
+  const first = UnixServer.listen(path)
+  await once(first, 'listening')
+  const listener = dup(first)
+  first.close()
+  const server = UnixServer.from(listener, { passRights: false })
+  const [r, w] = pipe()
+  const client = await UnixSocket.connect(path)
+  await t.throwsAsync(client.send('early', { fds: [r] }), { code: 'EPERM' })
+  client.close()
   server.close()
   closeAll(r, w)
   await turn()

@@ -163,6 +163,9 @@ export class UnixServer extends EventEmitter<UnixServerEvents> implements AsyncI
     if (!description.listening) throw invalidArgValue('fd', number, 'is not a listening socket')
     const type = socketTypeName(description.type)
     if (type !== 'stream' && type !== 'seqpacket') throw invalidArgValue('fd', number, 'is not a stream or seqpacket socket')
+    // On the listening socket, as listen() does, so that connections made from now on start with
+    // them (those already in its backlog get them when accepted).
+    applyKernelOptions(number, checked)
     const server = UnixServer.#open(adoptionSource(fd), type, checked)
     // As net.Server.listen({ fd }) does: the socket already listens, and says so on the next tick.
     process.nextTick(() => server.closed || server.emit('listening'))
