@@ -52,8 +52,8 @@ export interface UnixSocketOptions {
   /**
    * Linux 6.16+: with false, the socket refuses descriptors (SO_PASSRIGHTS off): a peer that sends
    * some gets EPERM and none arrives. On a server, every accepted connection refuses them, from
-   * before it is accepted (with `UnixServer.from`, those made after the adoption). Default true. ERR_SENDMSG_UNSUPPORTED for false on older kernels and
-   * elsewhere.
+   * before it is accepted (with `UnixServer.from`, those made after the adoption). Default true.
+   * ERR_SENDMSG_UNSUPPORTED for false on older kernels and elsewhere.
    */
   passRights?: boolean
 }
