@@ -24,6 +24,8 @@ export { Message } from './lib/message'
 export { ReceivedFd } from './lib/received-fd'
 export { peerCredentials, scmCredentials, credentialsFromAncillary, passCredentials } from './lib/credentials'
 export type { Credentials } from './lib/credentials'
+export { peerPidfd, pidfdPid, passPidfd, pidfdFromAncillary } from './lib/pidfd'
+export { passRights } from './lib/pass-rights'
 export { fdOf, toNetServer, toNetSocket, toDgramSocket, isListeningSocket } from './lib/bridge'
 export type { Descriptor } from './lib/bridge'
 export { listenFds, notify, notifyReady, storeFds, SD_LISTEN_FDS_START } from './lib/systemd'
@@ -57,6 +59,7 @@ export type {
   ListenerOfferEvents,
   TakeOptions,
   HandoffError,
+  PeerIdentity,
 } from './lib/handoff'
 export type { PlatformConstants } from './lib/constants'
 

@@ -8,12 +8,14 @@ import { spawnSync } from 'node:child_process'
 import fs, { chmodSync, chownSync, closeSync, lchownSync, lstatSync, mkdirSync, readdirSync, statSync, symlinkSync } from 'node:fs'
 import { syncBuiltinESMExports } from 'node:module'
 import net from 'node:net'
+import { release } from 'node:os'
 import { join } from 'node:path'
 
 import {
   dup,
   FrameChannel,
   offerListeners,
+  pipe,
   receiveListeners,
   socketpair,
   takeListeners,
@@ -23,7 +25,7 @@ import {
   type NodeError,
 } from 'sendmsg'
 
-import { openFds, tempDir, turn } from './helpers.ts'
+import { linuxAtLeast, openFds, tempDir, turn } from './helpers.ts'
 
 const NOBODY = 65534
 const isRoot = process.getuid?.() === 0
@@ -485,6 +487,45 @@ test.serial('unknown option names are refused with ERR_INVALID_ARG_VALUE', async
   t.throws(() => lstatSync(path), { code: 'ENOENT' }, 'nothing was made')
   channel.close()
   b.close()
+  await turn()
+  t.is(openFds(), before)
+  closeSync(tcp)
+})
+
+// Descriptors pushed at the supervisor ---------------------------------------------------------
+
+const passRightsTest = linuxAtLeast(6, 16) ? test.serial : test.serial.skip
+if (!linuxAtLeast(6, 16)) console.log(`SO_PASSRIGHTS handoff test skipped: it needs Linux 6.16 or later, this is ${process.platform} ${release()}`)
+
+passRightsTest("a peer of an offer that pushes descriptors at the supervisor gets EPERM, and the supervisor's descriptor count does not grow", async (t) => {
+  using temp = tempDir('sendmsg-handoff-sec-')
+  const tcp = await tcpListener()
+  const before = openFds()
+  const path = join(temp.dir, 'o', 'h.sock')
+  const offer = offerListeners(path, { http: tcp })
+  // A peer whose every send was refused has said nothing: its hanging up is a silent one (as a
+  // liveness probe's), not a 'rejected' peer.
+  offer.on('rejected', (error) => t.fail(`a peer that said nothing is not rejected: ${error.message}`))
+  // A peer of the same user (so allowed) that sends a frame with as many descriptors as fit.
+  const pusher = await UnixSocket.connect(path)
+  const [r, w] = pipe()
+  await turn()
+  await turn()
+  const withPeer = openFds()
+  const body = handoffBody({ type: 'take' })
+  const pushed = Array.from({ length: 253 }, (_, i) => (i % 2 === 0 ? r : w))
+  const refused = await t.throwsAsync(pusher.send(Buffer.concat([HEADER(body.length, pushed.length), body]), { fds: pushed }), { code: 'EPERM' })
+  t.is((refused as (NodeError & { syscall?: string }) | undefined)?.syscall, 'sendmsg')
+  await t.throwsAsync(pusher.send(Buffer.concat([HEADER(body.length, 1), body]), { fds: [r] }), { code: 'EPERM' })
+  await turn()
+  t.is(openFds(), withPeer, 'no descriptor reached the supervisor')
+  pusher.close()
+  // The offer still serves an honest taker.
+  const { listeners } = await within(takeListeners(path, { expect: ['http'] }), 10_000, 'an honest taker')
+  listeners.http.close()
+  offer.close()
+  closeSync(r)
+  closeSync(w)
   await turn()
   t.is(openFds(), before)
   closeSync(tcp)

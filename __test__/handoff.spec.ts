@@ -5,12 +5,14 @@ import test from 'ava'
 import { once } from 'node:events'
 import { closeSync, mkdirSync, statSync, writeSync } from 'node:fs'
 import net from 'node:net'
+import { release } from 'node:os'
 import { join } from 'node:path'
 
 import {
   dup,
   FrameChannel,
   offerListeners,
+  pidfdPid,
   pipe,
   receiveListeners,
   sendListeners,
@@ -20,9 +22,11 @@ import {
   UnixSocket,
   type Credentials,
   type NodeError,
+  type PeerIdentity,
+  type ReceivedFd,
 } from 'sendmsg'
 
-import { openFds, tempDir, turn } from './helpers.ts'
+import { isCloexec, linuxAtLeast, openFds, tempDir, turn } from './helpers.ts'
 import { fixture } from './processes.ts'
 
 /** A listening TCP socket as a bare descriptor that nothing accepts on. */
@@ -126,6 +130,38 @@ test.serial('a new process takes the listeners from a 0600 socket in a 0700 dire
   await turn()
   t.throws(() => statSync(path), { code: 'ENOENT' }, 'closing the offer removes its socket file')
   t.is(openFds(), before)
+})
+
+const pidfdTest = linuxAtLeast(6, 5) ? test.serial : test.serial.skip
+if (!linuxAtLeast(6, 5)) console.log(`pidfd handoff test skipped: it needs Linux 6.5 or later, this is ${process.platform} ${release()}`)
+
+pidfdTest('allow is given a pidfd of the peer, on either side, valid during the call and closed after it', async (t) => {
+  using temp = tempDir('sendmsg-handoff-')
+  const tcp = await tcpListener()
+  const before = openFds()
+  const path = join(temp.dir, 'p', 'pidfd.sock')
+  const seen: Array<{ pid: number; pidfdPid: number; cloexec: boolean | undefined; pidfd: ReceivedFd }> = []
+  const allow = (peer: PeerIdentity): boolean => {
+    seen.push({ pid: peer.pid, pidfdPid: pidfdPid(peer.pidfd!), cloexec: isCloexec(peer.pidfd!.fd), pidfd: peer.pidfd! })
+    return peer.uid === process.getuid!()
+  }
+  const offer = offerListeners(path, { http: tcp.fd }, { allow })
+  const handedOver = once(offer, 'handoff') as Promise<[Credentials]>
+  const { listeners } = await takeListeners(path, { expect: ['http'], allow })
+  const [peer] = await handedOver
+  t.is(seen.length, 2, 'the taker checked the offerer, and the offer the taker')
+  for (const check of seen) {
+    t.is(check.pidfdPid, check.pid)
+    t.is(check.pid, process.pid)
+    t.true(check.cloexec)
+    t.true(check.pidfd.released, 'closed once allow returned')
+  }
+  t.false('pidfd' in peer, "the offer's events get the credentials, not the closed pidfd")
+  listeners.http!.close()
+  offer.close()
+  await turn()
+  t.is(openFds(), before)
+  closeSync(tcp.fd)
 })
 
 test.serial('peers that are not allowed are refused, on either side', async (t) => {
@@ -297,9 +333,18 @@ test.serial('an offer that gets garbage from one peer rejects it and keeps servi
   writeSync(w, 'x')
   const evil = await UnixSocket.connect(path)
   const body = Buffer.from(JSON.stringify({ protocol: 'sendmsg-handoff', version: 1, type: 'take' }))
-  await evil.send([HEADER(body.length, 1), body], { fds: [r] })
-  const [error] = await rejected
-  t.regex(error.message, /must carry no descriptors/)
+  if (linuxAtLeast(6, 16)) {
+    // The offer's socket refuses descriptors: the push fails in the sender and nothing arrives,
+    // so this peer's garbage is a frame that declares a descriptor it could not bring.
+    await t.throwsAsync(evil.send([HEADER(body.length, 1), body], { fds: [r] }), { code: 'EPERM' })
+    await evil.send([HEADER(body.length, 1), body])
+    const [error] = await rejected
+    t.regex(error.message, /declares 1 descriptors but 0 arrived/)
+  } else {
+    await evil.send([HEADER(body.length, 1), body], { fds: [r] })
+    const [error] = await rejected
+    t.regex(error.message, /must carry no descriptors/)
+  }
   evil.close()
   const handedOver = once(offer, 'handoff')
   const { listeners } = await takeListeners(path, { expect: ['http'] })

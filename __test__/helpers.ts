@@ -2,7 +2,7 @@
 // wrappers around raw-fd I/O, temporary folders and waiting for a message.
 import { once } from 'node:events'
 import { closeSync, fstatSync, mkdtempSync, readFileSync, readSync, readdirSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 import type { Message, UnixSocket } from 'sendmsg'
@@ -63,4 +63,20 @@ export function tempDir(prefix = 'sendmsg-'): { dir: string; [Symbol.dispose]():
 /** The next message `socket` emits. */
 export function nextMessage(socket: UnixSocket): Promise<Message> {
   return once(socket, 'message').then(([message]) => message as Message)
+}
+
+/**
+ * Whether this is Linux `major.minor` or later (from `os.release()`), for tests of what newer
+ * kernels do. Elsewhere false.
+ */
+export function linuxAtLeast(major: number, minor: number): boolean {
+  if (process.platform !== 'linux') return false
+  const [have = 0, haveMinor = 0] = release().split(/[.-]/).map(Number)
+  return have > major || (have === major && haveMinor >= minor)
+}
+
+/** The `Pid:` line of a descriptor's /proc/self/fdinfo entry (pidfds have one), or undefined. */
+export function fdinfoPid(fd: number): number | undefined {
+  const line = /^Pid:\s*(-?\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))
+  return line === null ? undefined : Number(line[1])
 }

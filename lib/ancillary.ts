@@ -12,7 +12,8 @@ import { invalidArgType, invalidArgValue, validateArray, validateInt32 } from '.
  */
 export type AncillaryItem = readonly [level: number, type: number, data: ArrayBufferView | ArrayBuffer]
 /**
- * One control message received. Descriptors in SCM_RIGHTS payloads are now the caller's to close.
+ * One control message received. Descriptors in SCM_RIGHTS payloads (and the pidfd of an SCM_PIDFD
+ * one) are now the caller's to close.
  *
  * @example for (const [level, type, data] of recvmsg(sock).ancillary) console.log(level, type, data)
  */

@@ -27,6 +27,7 @@ import { INT32_MAX, invalidArgType, invalidArgValue, stateError, validateInteger
 import { descriptorOf, type DescriptorLike } from './fd'
 import { abortError, checkOptionNames, Deadline, timeoutError, waitOptions, WAIT_OPTIONS, type WaitOptions } from './cancellation'
 import { FrameChannel, MAX_FDS_PER_FRAME, type Frame } from './frames'
+import { peerPidfdIfAny } from './pidfd'
 import type { ReceivedFd } from './received-fd'
 import { listenAtOfferPath } from './offer-path'
 import type { UnixServer } from './server'
@@ -581,8 +582,11 @@ export async function workerListeners<const Name extends string = string>(option
  * @example offerListeners(path, listeners, { allow: (peer) => peer.uid === 0 || peer.uid === process.getuid?.() })
  */
 export interface OfferOptions extends WaitOptions {
-  /** Who may take the listeners (default: a process of the same user). */
-  allow?: (peer: Credentials) => boolean
+  /**
+   * Who may take the listeners (default: a process of the same user). Given the peer's credentials
+   * and, on Linux 6.5+, a pidfd of it (see {@link PeerIdentity}).
+   */
+  allow?: (peer: PeerIdentity) => boolean
   /** How long an allowed peer may take to ask for the listeners, in ms (default 10 s); then it is hung up on ('rejected', ERR_SENDMSG_TIMEOUT). */
   handshakeTimeout?: number
   /**
@@ -623,15 +627,49 @@ export interface ListenerOfferEvents {
   error: [error: Error]
 }
 
+/**
+ * Who the peer of an offer (or the offerer, to a taker) is, as `allow` sees it: the kernel's
+ * credentials and, on Linux 6.5+, a pidfd of that very process. A pid can be reused by another
+ * process once the peer exits; the pidfd cannot: a check made through `/proc/<pid>` is about the
+ * peer if `pidfdPid(pidfd)` still gives `pid` afterwards.
+ *
+ * @example
+ * const allow = ({ pid, uid, pidfd }: PeerIdentity): boolean => uid === process.getuid?.() && (pidfd === undefined || pidfdPid(pidfd) === pid)
+ */
+export interface PeerIdentity extends Credentials {
+  /**
+   * Linux 6.5+: a pidfd of the peer (SO_PEERPIDFD), owned by the handoff and valid only during the
+   * `allow` call: it is closed when `allow` returns or throws (`keep()` it to hold it longer).
+   * Undefined where the kernel has none (older kernels, macOS; or before 6.18 a peer that has
+   * already exited, which could not take anything anyway).
+   */
+  readonly pidfd?: ReceivedFd
+}
+
 function sameUser(peer: Credentials): boolean {
   return peer.uid === process.getuid!()
+}
+
+/**
+ * Asks `allow` about the peer of `socket` (credentials `peer`), with a pidfd of it where the
+ * kernel has one; the pidfd is closed once `allow` returns or throws.
+ */
+function allowPeer(socket: UnixSocket, peer: Credentials, allow: (peer: PeerIdentity) => boolean): boolean {
+  const pidfd = peerPidfdIfAny(socket)
+  try {
+    return allow(pidfd === undefined ? { ...peer } : { ...peer, pidfd })
+  } finally {
+    pidfd?.close()
+  }
 }
 
 /**
  * Offers listening sockets at a named socket path for another process to take (`takeListeners`):
  * the new version of a supervisor taking over from the old one. The socket file is born mode 0600
  * in a directory only its owner can enter (created if missing; never a symbolic link, nor reached
- * through another user's), and every peer is checked by its credentials (same user by default).
+ * through another user's), and every peer is checked by its credentials (same user by default),
+ * with a pidfd of it on Linux 6.5+ (see {@link PeerIdentity}). On Linux 6.16+ the offer's socket
+ * refuses descriptors (SO_PASSRIGHTS off): a peer that sends some gets EPERM.
  * A stale socket file a crashed offerer left at `path` is replaced (proved stale by connecting,
  * then renamed over, never unlinked first); a live offer there, or any other file, makes this
  * throw EADDRINUSE.
@@ -664,7 +702,7 @@ export class ListenerOffer extends EventEmitter<ListenerOfferEvents> implements 
   readonly path: string
   readonly #server: UnixServer
   readonly #listeners: Listeners
-  readonly #allow: (peer: Credentials) => boolean
+  readonly #allow: (peer: PeerIdentity) => boolean
   readonly #handshakeTimeout: number
   readonly #ackTimeout: number
   /** The peers being served, closed with the offer. */
@@ -724,7 +762,7 @@ export class ListenerOffer extends EventEmitter<ListenerOfferEvents> implements 
     }
     let allowed: boolean
     try {
-      allowed = this.#allow(peer)
+      allowed = allowPeer(socket, peer, this.#allow)
     } catch (error) {
       socket.close()
       this.emit('refused', peer, error)
@@ -834,8 +872,11 @@ function wentSilently(error: unknown): boolean {
  * @example await takeListeners(path, { expect: ['http'], allow: (peer) => peer.uid === process.getuid?.() })
  */
 export interface TakeOptions<Name extends string = string> extends ReceiveListenersOptions<Name> {
-  /** Whom to take listeners from (default: a process of the same user). */
-  allow?: (peer: Credentials) => boolean
+  /**
+   * Whom to take listeners from (default: a process of the same user). Given the offerer's
+   * credentials and, on Linux 6.5+, a pidfd of it (see {@link PeerIdentity}).
+   */
+  allow?: (peer: PeerIdentity) => boolean
 }
 
 const TAKE_OPTIONS = [...RECEIVE_OPTIONS, 'allow'] as const
@@ -868,7 +909,7 @@ export async function takeListeners<const Name extends string = string>(path: st
     const socket = await deadline.race(UnixSocket.connect(path), (late) => late.close())
     channel = new FrameChannel(socket, { maxFrameSize: 64 * 1024 })
     const peer = peerCredentials(socket)
-    if (!allow(peer)) throw handoffError(`the process offering listeners (pid ${peer.pid}, uid ${peer.uid}) is not allowed`)
+    if (!allowPeer(socket, peer, allow)) throw handoffError(`the process offering listeners (pid ${peer.pid}, uid ${peer.uid}) is not allowed`)
     await channel.send(header('take'))
     // From here on, a refusal closes the channel and tells the peer why.
     handoff = await receiveWithin(channel, { ...receiveOptions, acknowledge: false }, deadline)

@@ -12,12 +12,13 @@ const NO_ANCILLARY: readonly ReceivedAncillaryItem[] = Object.freeze([])
 /** Set while the binding's delivery builds a Message from its own values. */
 let building = false
 
-function checkMessageArguments(data: unknown, fds: unknown, ancillary: unknown, flags: unknown, address: unknown): void {
+function checkMessageArguments(data: unknown, fds: unknown, ancillary: unknown, flags: unknown, address: unknown, pidfd: unknown): void {
   if (!Buffer.isBuffer(data)) throw invalidArgType('data', 'an instance of Buffer', data)
   if (!Array.isArray(fds) || !fds.every((fd) => fd instanceof ReceivedFd)) throw invalidArgType('fds', 'an Array of ReceivedFd', fds)
   if (!Array.isArray(ancillary)) throw invalidArgType('ancillary', 'an Array', ancillary)
   validateInt32(flags, 'flags')
   if (address !== undefined && typeof address !== 'string') throw invalidArgType('address', 'of type string', address)
+  if (pidfd !== undefined && !(pidfd instanceof ReceivedFd)) throw invalidArgType('pidfd', 'an instance of ReceivedFd', pidfd)
 }
 
 /**
@@ -32,6 +33,7 @@ export let messageFrom: (
   flags: number,
   fds: ReceivedFdsHandle | undefined,
   fdCount: number,
+  pidfd: boolean,
   address: string | undefined,
   ancillary: ReceivedAncillaryItem[] | undefined,
 ) => Message
@@ -56,9 +58,13 @@ export class Message {
   /** Datagram sockets: the sender's path (abstract names start with '\0'); undefined when unnamed. */
   readonly address: string | undefined
   #fds: readonly ReceivedFd[] | undefined
+  /** The sender's pidfd: a ReceivedFd once looked at (or given), null when none came. */
+  #pidfd: ReceivedFd | null | undefined
   /** The binding's handle on the descriptors, made into ReceivedFd objects when first looked at. */
   #handle: ReceivedFdsHandle | undefined
   #fdCount = 0
+  /** Whether the handle holds a pidfd of the sender, after the `#fdCount` descriptors. */
+  #hasPidfd = false
 
   /** A message of your own making (for tests, say): its descriptors are the ReceivedFds given. */
   constructor(
@@ -67,13 +73,15 @@ export class Message {
     ancillary: readonly ReceivedAncillaryItem[] = NO_ANCILLARY,
     flags = 0,
     address: string | undefined = undefined,
+    pidfd: ReceivedFd | undefined = undefined,
   ) {
     // Public for `instanceof` and for tests, so what it is given is checked (the binding's own
     // messages skip the checks: they are built from values it made).
     if (building) building = false
-    else checkMessageArguments(data, fds, ancillary, flags, address)
+    else checkMessageArguments(data, fds, ancillary, flags, address, pidfd)
     this.data = data
     this.#fds = fds
+    this.#pidfd = pidfd ?? null
     this.ancillary = ancillary
     this.flags = flags
     this.address = address
@@ -88,6 +96,16 @@ export class Message {
     return (this.#fds = list)
   }
 
+  /**
+   * Linux 6.5+, on a socket with `passPidfd`: a pidfd of the process that sent this message, owned
+   * as `fds` are (take, keep or close it; closed when the delivery ends otherwise). Unlike the pid
+   * in `credentials`, it never comes to name another process. Undefined when none came.
+   */
+  get pidfd(): ReceivedFd | undefined {
+    if (this.#pidfd === undefined) this.#pidfd = this.#hasPidfd ? receivedFdOf(this.#handle!, this.#fdCount) : null
+    return this.#pidfd ?? undefined
+  }
+
   /** Linux: the sender's credentials, when it sent SCM_CREDENTIALS or the socket has `passCredentials`. */
   get credentials(): Credentials | undefined {
     return this.ancillary.length === 0 ? undefined : credentialsFromAncillary(this.ancillary)
@@ -99,19 +117,24 @@ export class Message {
   }
 
   static {
-    messageFrom = (slab, offset, length, flags, handle, fdCount, address, ancillary) => {
+    messageFrom = (slab, offset, length, flags, handle, fdCount, pidfd, address, ancillary) => {
       building = true
       const message = new Message(Buffer.from(slab, offset, length), NO_FDS, ancillary ?? NO_ANCILLARY, flags, address)
       if (handle === undefined) return message
       // Made into objects only if somebody looks (most messages' descriptors are taken or ignored).
-      message.#fds = undefined
+      message.#fds = fdCount === 0 ? NO_FDS : undefined
+      message.#pidfd = pidfd ? undefined : null
       message.#handle = handle
       message.#fdCount = fdCount
+      message.#hasPidfd = pidfd
       return message
     }
     settle = (message) => {
       if (message.#handle !== undefined) native.receivedFdsSettle(message.#handle)
-      else if (message.#fds !== undefined) for (const fd of message.#fds) fd.close()
+      else {
+        if (message.#fds !== undefined) for (const fd of message.#fds) fd.close()
+        message.#pidfd?.close()
+      }
     }
   }
 }

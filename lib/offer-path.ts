@@ -24,6 +24,7 @@ import { getSystemErrorMap } from 'node:util'
 import { native } from './binding'
 import { constants } from './constants'
 import { stateError, type NodeError } from './errors'
+import { refuseRightsIfSupported } from './pass-rights'
 import { listenNow, moveBoundFile, type UnixServer } from './server'
 
 /** How many fresh temporary names are tried before giving up (a clash needs 2^32 bad luck). */
@@ -141,7 +142,10 @@ function listenPrivately(path: string): UnixServer {
     // ERR_WORKER_UNSUPPORTED_OPERATION in a worker thread.
   }
   try {
-    return listenNow(path)
+    // Descriptors are refused from before the first connection (Linux 6.16+): the offer's peers
+    // ask and listen, and one that pushes descriptors at the supervisor gets EPERM, so it cannot
+    // fill the supervisor's descriptor table. Older kernels: the frame channel closes them.
+    return listenNow(path, undefined, refuseRightsIfSupported)
   } finally {
     if (previous !== undefined) process.umask(previous)
   }

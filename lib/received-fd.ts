@@ -89,9 +89,7 @@ export class ReceivedFd implements Disposable {
   keep(): ReceivedFd {
     const kept = this.#fds === undefined ? null : native.receivedFdKeep(this.#fds, this.#index)
     if (kept === null) throw releasedError()
-    const own = receivedFdOf(kept, 0)
-    ownSets.register(own, kept)
-    return own
+    return ownReceivedFd(kept)
   }
 
   /** Closes the descriptor now. Idempotent. */
@@ -124,6 +122,17 @@ export function receivedFdOf(fds: ReceivedFdsHandle, index: number): ReceivedFd 
   }
 }
 
+/**
+ * Internal: the ReceivedFd owning the descriptor of `fds`, a set of one that nothing else settles
+ * (kept, or made by the binding outside a message, as a peer's pidfd): garbage collection closes
+ * it if nobody does.
+ */
+/** @internal */
+export function ownReceivedFd(fds: ReceivedFdsHandle): ReceivedFd {
+  const own = receivedFdOf(fds, 0)
+  ownSets.register(own, fds)
+  return own
+}
 
 /** The number of a descriptor given as a number or a ReceivedFd: checked, and still the caller's. */
 /** @internal */

@@ -10,7 +10,7 @@ import { checkOptionNames } from './cancellation'
 import { invalidArgValue, stateError, validateInteger, INT32_MAX } from './errors'
 import { adoptionSource, descriptorNumber, type AdoptionSource, type ReceivedFd, type ReceivedFdsHandle } from './received-fd'
 import type { SocketHandle } from './send-queue'
-import { collectedWhileOpen, openSocket, UnixSocket, validateSocketOptions, type UnixSocketOptions } from './socket'
+import { applyKernelOptions, collectedWhileOpen, openSocket, UnixSocket, validateSocketOptions, type UnixSocketOptions } from './socket'
 import { socketTypeName, sockTypeOf } from './sync'
 
 /**
@@ -25,7 +25,7 @@ export interface UnixServerOptions extends UnixSocketOptions {
   backlog?: number
 }
 
-const SERVER_OPTIONS = ['type', 'backlog', 'maxMessageSize', 'allowHalfOpen', 'passCredentials'] as const
+const SERVER_OPTIONS = ['type', 'backlog', 'maxMessageSize', 'allowHalfOpen', 'passCredentials', 'passPidfd', 'passRights'] as const
 
 /**
  * The events of a {@link UnixServer} and what their listeners get.
@@ -45,10 +45,11 @@ export interface UnixServerEvents {
 
 /**
  * Internal: {@link UnixServer.listen} that throws a listen error instead of emitting it, for
- * callers that make the server as part of a synchronous step of their own.
+ * callers that make the server as part of a synchronous step of their own; `prepare` is given the
+ * bound socket before it listens (for options that must be set before the first connection).
  */
 /** @internal */
-export let listenNow: (path: string, options?: UnixServerOptions) => UnixServer
+export let listenNow: (path: string, options?: UnixServerOptions, prepare?: (fd: number) => void) => UnixServer
 
 /**
  * Internal: renames the socket file `server` created to `to` (rename(2), which replaces whatever
@@ -118,14 +119,14 @@ export class UnixServer extends EventEmitter<UnixServerEvents> implements AsyncI
    * @example const server = UnixServer.listen('/run/app.sock', { type: 'seqpacket' }).on('error', console.error)
    */
   static listen(path: string, options?: UnixServerOptions): UnixServer {
-    const { server, error } = UnixServer.#listen(path, options)
+    const { server, error } = UnixServer.#listen(path, options, undefined)
     if (error !== undefined) server.#close(error)
     else process.nextTick(() => server.closed || server.emit('listening'))
     return server
   }
 
   /** Listens, or says why not: an argument error throws, a system error is returned with its server. */
-  static #listen(path: string, options: UnixServerOptions | undefined): { server: UnixServer; error?: Error } {
+  static #listen(path: string, options: UnixServerOptions | undefined, prepare: ((fd: number) => void) | undefined): { server: UnixServer; error?: Error } {
     const { type = 'stream', backlog = 511, ...socketOptions } = checkOptionNames(options, 'options', SERVER_OPTIONS) as UnixServerOptions
     if (type !== 'stream' && type !== 'seqpacket') throw invalidArgValue('options.type', type, "must be 'stream' or 'seqpacket'")
     validateInteger(backlog, 'options.backlog', 0, INT32_MAX)
@@ -145,8 +146,9 @@ export class UnixServer extends EventEmitter<UnixServerEvents> implements AsyncI
         const stat = statSync(path)
         server.#bound = { path, dev: stat.dev, ino: stat.ino }
       }
-      // Set on the listening socket so that every accepted one has it from its first message.
-      if (checked.passCredentials) native.setPassCredentials(fd, true)
+      // Set on the listening socket so that every accepted one has them from its first message.
+      applyKernelOptions(fd, checked)
+      prepare?.(fd)
       native.listenUnix(fd, backlog)
     } catch (error) {
       return { server, error: withAddress(error as Error, 'listen', path) }
@@ -168,6 +170,9 @@ export class UnixServer extends EventEmitter<UnixServerEvents> implements AsyncI
     if (!description.listening) throw invalidArgValue('fd', number, 'is not a listening socket')
     const type = socketTypeName(description.type)
     if (type !== 'stream' && type !== 'seqpacket') throw invalidArgValue('fd', number, 'is not a stream or seqpacket socket')
+    // On the listening socket, as listen() does, so that connections made from now on start with
+    // them (those already in its backlog get them when accepted).
+    applyKernelOptions(number, checked)
     const server = UnixServer.#open(adoptionSource(fd), type, checked)
     // As net.Server.listen({ fd }) does: the socket already listens, and says so on the next tick.
     process.nextTick(() => server.closed || server.emit('listening'))
@@ -341,8 +346,8 @@ export class UnixServer extends EventEmitter<UnixServerEvents> implements AsyncI
       renameSync(bound.path, to)
       server.#bound = { ...bound, path: to }
     }
-    listenNow = (path, options) => {
-      const { server, error } = UnixServer.#listen(path, options)
+    listenNow = (path, options, prepare) => {
+      const { server, error } = UnixServer.#listen(path, options, prepare)
       if (error === undefined) return server
       server.close()
       throw error

@@ -43,9 +43,22 @@ export interface UnixSocketOptions {
    * (SO_PASSCRED); read them as `message.credentials`. Default false.
    */
   passCredentials?: boolean
+  /**
+   * Linux 6.5+: have the kernel attach a pidfd of the sender to every message received
+   * (SO_PASSPIDFD); it arrives as `message.pidfd`, owned like `message.fds`. Default false.
+   * ERR_SENDMSG_UNSUPPORTED on older kernels and elsewhere.
+   */
+  passPidfd?: boolean
+  /**
+   * Linux 6.16+: with false, the socket refuses descriptors (SO_PASSRIGHTS off): a peer that sends
+   * some gets EPERM and none arrives. On a server, every accepted connection refuses them, from
+   * before it is accepted (with `UnixServer.from`, those made after the adoption). Default true.
+   * ERR_SENDMSG_UNSUPPORTED for false on older kernels and elsewhere.
+   */
+  passRights?: boolean
 }
 
-const SOCKET_OPTIONS = ['maxMessageSize', 'allowHalfOpen', 'passCredentials'] as const
+const SOCKET_OPTIONS = ['maxMessageSize', 'allowHalfOpen', 'passCredentials', 'passPidfd', 'passRights'] as const
 
 /**
  * Options of {@link UnixSocket.connect}: the socket's type and options, and when to give up.
@@ -134,12 +147,41 @@ type EndState = 'open' | 'ending' | 'ended'
 /** Checks a socket's options; `known` are the other option names the caller takes (and stripped). */
 /** @internal */
 export function validateSocketOptions(options: unknown, known: readonly string[] = SOCKET_OPTIONS): Required<UnixSocketOptions> {
-  if (options === undefined) return { maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE, allowHalfOpen: false, passCredentials: false }
-  const { maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE, allowHalfOpen = false, passCredentials = false } = checkOptionNames(options, 'options', known) as UnixSocketOptions
+  if (options === undefined) return DEFAULT_SOCKET_OPTIONS
+  const {
+    maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE,
+    allowHalfOpen = false,
+    passCredentials = false,
+    passPidfd = false,
+    passRights = true,
+  } = checkOptionNames(options, 'options', known) as UnixSocketOptions
   validateInteger(maxMessageSize, 'options.maxMessageSize', 1, MAX_MESSAGE_SIZE)
   if (typeof allowHalfOpen !== 'boolean') throw invalidArgType('options.allowHalfOpen', 'of type boolean', allowHalfOpen)
   if (typeof passCredentials !== 'boolean') throw invalidArgType('options.passCredentials', 'of type boolean', passCredentials)
-  return { maxMessageSize, allowHalfOpen, passCredentials }
+  if (typeof passPidfd !== 'boolean') throw invalidArgType('options.passPidfd', 'of type boolean', passPidfd)
+  if (typeof passRights !== 'boolean') throw invalidArgType('options.passRights', 'of type boolean', passRights)
+  return { maxMessageSize, allowHalfOpen, passCredentials, passPidfd, passRights }
+}
+
+const DEFAULT_SOCKET_OPTIONS: Required<UnixSocketOptions> = Object.freeze({
+  maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE,
+  allowHalfOpen: false,
+  passCredentials: false,
+  passPidfd: false,
+  passRights: true,
+})
+
+/**
+ * Internal: sets the kernel options among `options` on `fd`, before a socket is opened on it (so
+ * that its first message has them) or, for a server, before it listens (so that every connection
+ * starts with them). Only what differs from the kernel's defaults is set: a default never fails
+ * on a kernel that lacks the option.
+ */
+/** @internal */
+export function applyKernelOptions(fd: number, options: Required<UnixSocketOptions>): void {
+  if (options.passCredentials) native.setPassCredentials(fd, true)
+  if (options.passPidfd) native.setPassPidfd(fd, true)
+  if (!options.passRights) native.setPassRights(fd, false)
 }
 
 function fdNumbersOf(fds: unknown): number[] | undefined {
@@ -817,10 +859,8 @@ export class UnixSocket extends EventEmitter<UnixSocketEvents> implements AsyncI
  */
 /** @internal */
 export function openSocket(from: AdoptionSource, type: SocketType, options: Required<UnixSocketOptions>): UnixSocket {
-  // Before the binding owns the descriptor (macOS has no SO_PASSCRED: then nothing was adopted).
-  if (options.passCredentials) {
-    native.setPassCredentials(from.index < 0 ? from.source : native.receivedFdNumber(from.source, from.index), true)
-  }
+  // Before the binding owns the descriptor (a kernel without an option: then nothing was adopted).
+  applyKernelOptions(from.index < 0 ? from.source : native.receivedFdNumber(from.source, from.index), options)
   opening = { from, type, options }
   try {
     return construct()

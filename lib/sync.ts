@@ -16,7 +16,7 @@ import { fdOf, type SocketLike } from './fd'
 export interface ReceivedMessage {
   /** The bytes received (at most `maxSize`). */
   data: Buffer
-  /** Control messages; descriptors in SCM_RIGHTS items are the caller's to close. */
+  /** Control messages; descriptors in SCM_RIGHTS items (and an SCM_PIDFD item's pidfd) are the caller's to close. */
   ancillary: ReceivedAncillaryItem[]
   /** `msg_flags`: MSG_TRUNC, MSG_CTRUNC, MSG_EOR, ... */
   flags: number

@@ -4,8 +4,9 @@
 //!
 //! A [`RecvBatch`] owns every descriptor the kernel installed the moment a receive returns, like
 //! rustix's ancillary buffer: the caller takes a message's descriptors with
-//! [`RecvBatch::take_fds`], and whatever it does not take is closed by the next receive or when the
-//! batch is dropped.
+//! [`RecvBatch::take_fds`] (and a sender's pidfd, SCM_PIDFD, with [`RecvBatch::take_pidfd`]: kept
+//! apart, so that a message's descriptors are exactly those its sender sent), and whatever it does
+//! not take is closed by the next receive or when the batch is dropped.
 
 use std::io::IoSlice;
 use std::mem::size_of;
@@ -39,6 +40,8 @@ struct Slot {
   control_len: usize,
   name_len: usize,
   fds: Range<usize>,
+  /// Where the sender's pidfd (SCM_PIDFD) is in `pidfds`, if one came.
+  pidfd: Option<usize>,
   other: Range<usize>,
 }
 
@@ -61,6 +64,8 @@ pub struct RecvBatch {
   dirty: usize,
   /// Descriptors of all received messages, each slot's a range of it; `None` once taken.
   fds: Vec<Option<OwnedFd>>,
+  /// The senders' pidfds (SO_PASSPIDFD), at most one per message; `None` once taken.
+  pidfds: Vec<Option<OwnedFd>>,
   /// Control messages that carry no descriptors (credentials, ...).
   other: Vec<ReceivedCmsg>,
 }
@@ -70,8 +75,10 @@ pub struct BatchMessage<'a> {
   pub data: &'a [u8],
   /// `msg_flags` (MSG_TRUNC, MSG_CTRUNC, ...), without Linux's MSG_CMSG_CLOEXEC echo.
   pub flags: i32,
-  /// How many descriptors arrived (and are still to be taken or closed).
+  /// How many descriptors arrived with SCM_RIGHTS (and are still to be taken or closed).
   pub fd_count: usize,
+  /// Whether a pidfd of the sender (SCM_PIDFD) arrived.
+  pub has_pidfd: bool,
   /// Control messages other than descriptors.
   pub other: &'a [ReceivedCmsg],
   /// The sender's address when asked for and given.
@@ -137,6 +144,7 @@ impl RecvBatch {
   /// Closes the descriptors nobody took and forgets the previous results.
   pub fn release(&mut self) {
     self.fds.clear();
+    self.pidfds.clear();
     self.other.clear();
     self.received = 0;
   }
@@ -193,6 +201,7 @@ impl RecvBatch {
         0
       },
       fds: 0..0,
+      pidfd: None,
       other: 0..0,
     };
   }
@@ -225,8 +234,18 @@ impl RecvBatch {
       let control = &self.control.as_bytes()[start..start + self.slots[i].control_len];
       let fds_start = self.fds.len();
       let other_start = self.other.len();
+      let mut pidfd = None;
       for raw in cmsg::walk(control) {
-        if raw.carries_fds() {
+        if platform::is_pidfd(raw.kind) && raw.carries_fds() {
+          // SAFETY: as for SCM_RIGHTS below. The kernel sends one; were there more, the first is
+          // the message's and the others close right here.
+          for owned in raw.fds().map(|n| unsafe { OwnedFd::from_raw_fd(n) }) {
+            if pidfd.is_none() {
+              pidfd = Some(self.pidfds.len());
+              self.pidfds.push(Some(owned));
+            }
+          }
+        } else if raw.carries_fds() {
           // SAFETY: the kernel installed these descriptors for us in this receive.
           self
             .fds
@@ -237,9 +256,10 @@ impl RecvBatch {
         }
       }
       self.slots[i].fds = fds_start..self.fds.len();
+      self.slots[i].pidfd = pidfd;
       self.slots[i].other = other_start..self.other.len();
     }
-    for owned in self.fds.iter().flatten() {
+    for owned in self.fds.iter().chain(&self.pidfds).flatten() {
       platform::make_received_cloexec(owned)?;
     }
     Ok(())
@@ -272,6 +292,7 @@ impl RecvBatch {
       data: &self.data[i * self.slot_size..i * self.slot_size + slot.len],
       flags: slot.flags,
       fd_count: slot.fds.len(),
+      has_pidfd: slot.pidfd.is_some(),
       other: &self.other[slot.other.clone()],
       address,
     }
@@ -283,6 +304,13 @@ impl RecvBatch {
     self.fds[self.slots[i].fds.clone()]
       .iter()
       .map(|owned| owned.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd))
+  }
+
+  /// Takes message `i`'s pidfd of its sender, if one came. Not taken, it closes on release.
+  pub fn take_pidfd(&mut self, i: usize) -> Option<OwnedFd> {
+    assert!(i < self.received);
+    let index = self.slots[i].pidfd?;
+    self.pidfds[index].take()
   }
 
   /// Takes message `i`'s descriptors, in order. Those not taken close on release.

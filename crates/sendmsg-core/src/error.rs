@@ -80,6 +80,96 @@ impl std::error::Error for SysError {}
 
 pub type SysResult<T> = Result<T, SysError>;
 
+/// A socket option that only newer kernels have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feature {
+  /// `SO_PEERPIDFD`: a pidfd of the peer (Linux 6.5).
+  PeerPidfd,
+  /// `SO_PASSPIDFD`: a pidfd of the sender with every message (Linux 6.5).
+  PassPidfd,
+  /// `SO_PASSRIGHTS`: whether the socket accepts descriptors (Linux 6.16).
+  PassRights,
+}
+
+impl Feature {
+  /// The option's C name.
+  pub fn option(self) -> &'static str {
+    match self {
+      Self::PeerPidfd => "SO_PEERPIDFD",
+      Self::PassPidfd => "SO_PASSPIDFD",
+      Self::PassRights => "SO_PASSRIGHTS",
+    }
+  }
+
+  /// The first Linux release that has it.
+  pub fn since(self) -> &'static str {
+    match self {
+      Self::PeerPidfd | Self::PassPidfd => "6.5",
+      Self::PassRights => "6.16",
+    }
+  }
+}
+
+/// Why asking for a [`Feature`] failed, with the errno cases of older kernels told apart: they
+/// are answers about the kernel (or the peer), not faults, and a caller decides on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeatureError {
+  /// ENOPROTOOPT: this kernel (or system) does not have the option.
+  Unsupported(Feature, SysError),
+  /// EINVAL from `SO_PEERPIDFD` before Linux 6.18: the peer has exited, and this kernel makes no
+  /// pidfd of an exited process (6.18 does, and its pidfd then says the process is gone).
+  PeerExited(SysError),
+  /// Any other refusal, as the kernel gave it.
+  Sys(SysError),
+}
+
+impl FeatureError {
+  /// Reads `err`, the kernel's answer to a call on `feature`.
+  pub fn of(feature: Feature, err: SysError) -> Self {
+    match err.errno {
+      Errno::ENOPROTOOPT => Self::Unsupported(feature, err),
+      Errno::EINVAL if feature == Feature::PeerPidfd => Self::PeerExited(err),
+      _ => Self::Sys(err),
+    }
+  }
+
+  /// The system error under it.
+  pub fn sys(&self) -> SysError {
+    match *self {
+      Self::Unsupported(_, err) | Self::PeerExited(err) | Self::Sys(err) => err,
+    }
+  }
+
+  /// Node's `err.code`: the package's own for the two answers, the errno's name otherwise.
+  pub fn code(&self) -> String {
+    match self {
+      Self::Unsupported(..) => "ERR_SENDMSG_UNSUPPORTED".to_owned(),
+      Self::PeerExited(_) => "ERR_SENDMSG_PEER_EXITED".to_owned(),
+      Self::Sys(err) => err.code(),
+    }
+  }
+}
+
+impl fmt::Display for FeatureError {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match self {
+      Self::Unsupported(feature, err) => write!(
+        f,
+        "{} is not supported by this system: it needs Linux {} or later ({err})",
+        feature.option(),
+        feature.since()
+      ),
+      Self::PeerExited(err) => write!(
+        f,
+        "The peer process has exited, and this kernel gives no pidfd of an exited process (Linux 6.18 does) ({err})"
+      ),
+      Self::Sys(err) => err.fmt(f),
+    }
+  }
+}
+
+impl std::error::Error for FeatureError {}
+
 /// Makes a libc call that returns -1 and sets errno on failure, again for as long as a signal
 /// interrupts it (EINTR): its result, or its error under `syscall`'s name.
 pub(crate) fn retry_interrupted(
@@ -137,5 +227,53 @@ mod tests {
       SysError::new("recvmsg", Errno::EBADF).to_string(),
       "EBADF: bad file descriptor, recvmsg"
     );
+  }
+
+  #[test]
+  fn older_kernels_answers_are_told_apart() {
+    let unsupported = FeatureError::of(
+      Feature::PeerPidfd,
+      SysError::new("getsockopt", Errno::ENOPROTOOPT),
+    );
+    assert!(matches!(
+      unsupported,
+      FeatureError::Unsupported(Feature::PeerPidfd, _)
+    ));
+    assert_eq!(unsupported.code(), "ERR_SENDMSG_UNSUPPORTED");
+    assert_eq!(
+      unsupported.to_string(),
+      "SO_PEERPIDFD is not supported by this system: it needs Linux 6.5 or later \
+       (ENOPROTOOPT: protocol not available, getsockopt)"
+    );
+    let rights = FeatureError::of(
+      Feature::PassRights,
+      SysError::new("setsockopt", Errno::ENOPROTOOPT),
+    );
+    assert!(rights.to_string().contains("Linux 6.16"));
+
+    // Before 6.18 an exited peer is EINVAL, for SO_PEERPIDFD only.
+    let exited = FeatureError::of(
+      Feature::PeerPidfd,
+      SysError::new("getsockopt", Errno::EINVAL),
+    );
+    assert_eq!(exited.code(), "ERR_SENDMSG_PEER_EXITED");
+    assert_eq!(exited.sys().errno, Errno::EINVAL);
+    assert!(exited
+      .to_string()
+      .starts_with("The peer process has exited"));
+    let other = FeatureError::of(
+      Feature::PassPidfd,
+      SysError::new("setsockopt", Errno::EINVAL),
+    );
+    assert_eq!(
+      other,
+      FeatureError::Sys(SysError::new("setsockopt", Errno::EINVAL))
+    );
+    assert_eq!(other.code(), "EINVAL");
+    let no_peer = FeatureError::of(
+      Feature::PeerPidfd,
+      SysError::new("getsockopt", Errno::ENODATA),
+    );
+    assert_eq!(no_peer.code(), "ENODATA");
   }
 }

@@ -4,12 +4,15 @@
 //! Linux: `MSG_NOSIGNAL` on sends; `MSG_CMSG_CLOEXEC` on receives, whose echo in `msg_flags`
 //! (0x40000000) is removed before the flags reach the caller; descriptors created close-on-exec
 //! and non-blocking atomically (`SOCK_CLOEXEC`, `accept4`, `pipe2`); `recvmmsg`/`sendmmsg`;
-//! `POLLRDHUP`; `SO_PEERCRED`, `SO_PASSCRED`, `SCM_PIDFD`; abstract socket names.
+//! `POLLRDHUP`; `SO_PEERCRED`, `SO_PASSCRED`, `SCM_PIDFD`, `SO_PEERPIDFD`, `SO_PASSPIDFD`,
+//! `SO_PASSRIGHTS` (the last three answer ENOPROTOOPT on kernels too old for them); abstract
+//! socket names.
 //! Darwin (and other BSDs): no `MSG_NOSIGNAL`, so the socket gets `SO_NOSIGPIPE` before a send;
 //! no `MSG_CMSG_CLOEXEC`, so every received descriptor gets `FD_CLOEXEC` right after `recvmsg`
 //! (`F_SETFD`, never `F_SETFL`, which would clobber `O_NONBLOCK`); flags set right after a
 //! descriptor is created; a loop of `recvmsg`/`sendmsg` for many messages; `POLLHUP` only;
-//! `getpeereid` and `LOCAL_PEERPID`; no abstract names.
+//! `getpeereid` and `LOCAL_PEERPID`; no pidfds, and no `SO_PASSRIGHTS` (ENOPROTOOPT, as an old
+//! Linux answers); no abstract names.
 
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -102,6 +105,85 @@ mod imp {
   pub fn set_pass_credentials(fd: BorrowedFd<'_>, on: bool) -> SysResult<()> {
     use nix::sys::socket::{setsockopt, sockopt::PassCred};
     setsockopt(&fd, PassCred, &on).syscall("setsockopt")
+  }
+
+  /// `SO_PEERPIDFD` (6.5+): a pidfd of the process that connected, close-on-exec as every pidfd.
+  pub fn peer_pidfd(fd: BorrowedFd<'_>) -> SysResult<OwnedFd> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerPidfd};
+    getsockopt(&fd, PeerPidfd).syscall("getsockopt")
+  }
+
+  /// `SO_PASSPIDFD` (6.5+): a pidfd of the sender (SCM_PIDFD) with every message received.
+  pub fn set_pass_pidfd(fd: BorrowedFd<'_>, on: bool) -> SysResult<()> {
+    set_flag_option(fd, libc::SO_PASSPIDFD, on)
+  }
+
+  /// `SO_PASSRIGHTS` (6.16+): off, senders of SCM_RIGHTS to this socket get EPERM.
+  pub fn set_pass_rights(fd: BorrowedFd<'_>, on: bool) -> SysResult<()> {
+    set_flag_option(fd, crate::consts::SO_PASSRIGHTS, on)
+  }
+
+  pub fn pass_rights(fd: BorrowedFd<'_>) -> SysResult<bool> {
+    flag_option(fd, crate::consts::SO_PASSRIGHTS)
+  }
+
+  /// The pid a pidfd refers to, in this process's pid namespace, from the `Pid:` line of its
+  /// `/proc/self/fdinfo` entry: -1 once the process has exited, 0 when it lives in a namespace this
+  /// process cannot see. Not a pidfd (no such line): EBADF.
+  pub fn pidfd_pid(fd: BorrowedFd<'_>) -> SysResult<i32> {
+    use std::os::fd::AsRawFd;
+    let path = format!("/proc/self/fdinfo/{}", fd.as_raw_fd());
+    let info = std::fs::read_to_string(path).map_err(|err| {
+      let errno = err
+        .raw_os_error()
+        .map_or(nix::errno::Errno::EIO, nix::errno::Errno::from_raw);
+      crate::SysError::new("open", errno)
+    })?;
+    info
+      .lines()
+      .find_map(|line| line.strip_prefix("Pid:"))
+      .and_then(|pid| pid.trim().parse().ok())
+      .ok_or(crate::SysError::new("read", nix::errno::Errno::EBADF))
+  }
+
+  /// An `int` socket option that is on or off, at `SOL_SOCKET` (nix names neither of these).
+  fn set_flag_option(fd: BorrowedFd<'_>, name: libc::c_int, on: bool) -> SysResult<()> {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::from(on);
+    // SAFETY: a c_int option read from a live local.
+    let rc = unsafe {
+      libc::setsockopt(
+        fd.as_raw_fd(),
+        libc::SOL_SOCKET,
+        name,
+        (&value as *const libc::c_int).cast(),
+        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+      )
+    };
+    if rc == -1 {
+      return Err(crate::SysError::last("setsockopt"));
+    }
+    Ok(())
+  }
+
+  fn flag_option(fd: BorrowedFd<'_>, name: libc::c_int) -> SysResult<bool> {
+    use std::os::fd::AsRawFd;
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into a live local.
+    let rc = unsafe {
+      libc::getsockopt(
+        fd.as_raw_fd(),
+        libc::SOL_SOCKET,
+        name,
+        (&mut value as *mut libc::c_int).cast(),
+        &mut len,
+      )
+    };
+    if rc == -1 {
+      return Err(crate::SysError::last("getsockopt"));
+    }
+    Ok(value != 0)
   }
 
   /// One `recvmmsg` into `headers`: how many messages arrived.
@@ -235,6 +317,28 @@ mod imp {
   /// No `SO_PASSCRED` outside Linux.
   pub fn set_pass_credentials(_fd: BorrowedFd<'_>, _on: bool) -> SysResult<()> {
     Err(SysError::new("setsockopt", nix::errno::Errno::ENOPROTOOPT))
+  }
+
+  /// No pidfds outside Linux: answered as a Linux older than 6.5 answers.
+  pub fn peer_pidfd(_fd: BorrowedFd<'_>) -> SysResult<OwnedFd> {
+    Err(SysError::new("getsockopt", nix::errno::Errno::ENOPROTOOPT))
+  }
+
+  pub fn set_pass_pidfd(_fd: BorrowedFd<'_>, _on: bool) -> SysResult<()> {
+    Err(SysError::new("setsockopt", nix::errno::Errno::ENOPROTOOPT))
+  }
+
+  /// No `SO_PASSRIGHTS` outside Linux 6.16+.
+  pub fn set_pass_rights(_fd: BorrowedFd<'_>, _on: bool) -> SysResult<()> {
+    Err(SysError::new("setsockopt", nix::errno::Errno::ENOPROTOOPT))
+  }
+
+  pub fn pass_rights(_fd: BorrowedFd<'_>) -> SysResult<bool> {
+    Err(SysError::new("getsockopt", nix::errno::Errno::ENOPROTOOPT))
+  }
+
+  pub fn pidfd_pid(_fd: BorrowedFd<'_>) -> SysResult<i32> {
+    Err(SysError::new("read", nix::errno::Errno::EBADF))
   }
 
   /// `recvmsg` into each header in turn, until one finds nothing (reported only if it was the

@@ -6,7 +6,7 @@ use nix::sys::socket::{
   self, sockopt, AddressFamily, SockType, SockaddrLike, SockaddrStorage, UnixAddr,
 };
 
-use crate::error::{retry_interrupted, SysResult, Syscall};
+use crate::error::{retry_interrupted, Feature, FeatureError, SysResult, Syscall};
 use crate::platform;
 
 /// The three AF_UNIX socket types the package speaks.
@@ -234,4 +234,19 @@ pub fn is_connected(fd: RawFd) -> SysResult<bool> {
     Err(nix::errno::Errno::ENOTCONN) => Ok(false),
     Err(errno) => Err(crate::SysError::new("getpeername", errno)),
   }
+}
+
+/// Whether the socket accepts descriptors (`SO_PASSRIGHTS`, Linux 6.16+; on by default). Off,
+/// every SCM_RIGHTS sent to it fails in the sender's `sendmsg` with EPERM and nothing arrives; a
+/// listening socket's setting is what the connections it accepts start with (measured on 6.18,
+/// connections still in the backlog included). Before 6.16, or off Linux: ENOPROTOOPT, as
+/// [`FeatureError::Unsupported`].
+pub fn set_pass_rights(fd: impl AsFd, on: bool) -> Result<(), FeatureError> {
+  platform::set_pass_rights(fd.as_fd(), on)
+    .map_err(|err| FeatureError::of(Feature::PassRights, err))
+}
+
+/// The socket's `SO_PASSRIGHTS` (see [`set_pass_rights`]).
+pub fn pass_rights(fd: impl AsFd) -> Result<bool, FeatureError> {
+  platform::pass_rights(fd.as_fd()).map_err(|err| FeatureError::of(Feature::PassRights, err))
 }

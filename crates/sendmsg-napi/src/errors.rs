@@ -7,6 +7,7 @@
 use napi::bindgen_prelude::*;
 use napi::sys;
 use sendmsg_core::cmsg::EncodeError;
+use sendmsg_core::error::FeatureError;
 use sendmsg_core::message::SendError;
 use sendmsg_core::SysError;
 
@@ -17,16 +18,26 @@ fn pending() -> Error {
 /// Builds the JS error object for a system error without throwing it (the event-loop layer
 /// hands such objects to callbacks).
 pub fn sys_error_value(env: &Env, err: SysError) -> Result<Object<'_>> {
-  let mut object = env.create_error(Error::new(Status::GenericFailure, err.to_string()))?;
+  refusal_value(env, &err.to_string(), &err.code(), err)
+}
+
+/// An error object for a refusal of the kernel's: `message` and `code`, with the `errno` and
+/// `syscall` of `err`.
+fn refusal_value<'env>(
+  env: &'env Env,
+  message: &str,
+  code: &str,
+  err: SysError,
+) -> Result<Object<'env>> {
+  let mut object = env.create_error(Error::new(Status::GenericFailure, message.to_owned()))?;
   object.set_named_property("errno", err.node_errno())?;
-  object.set_named_property("code", err.code())?;
+  object.set_named_property("code", code)?;
   object.set_named_property("syscall", err.syscall)?;
   Ok(object)
 }
 
-/// Throws a system error.
-pub fn throw_sys(env: &Env, err: SysError) -> Error {
-  match sys_error_value(env, err) {
+fn throw_value(env: &Env, value: Result<Object<'_>>) -> Error {
+  match value {
     Ok(object) => {
       // SAFETY: a live value of this env.
       unsafe { sys::napi_throw(env.raw(), object.raw()) };
@@ -34,6 +45,21 @@ pub fn throw_sys(env: &Env, err: SysError) -> Error {
     }
     Err(err) => err,
   }
+}
+
+/// Throws the kernel's answer about a newer option: `ERR_SENDMSG_UNSUPPORTED` (ENOPROTOOPT),
+/// `ERR_SENDMSG_PEER_EXITED` (EINVAL from SO_PEERPIDFD before 6.18), or the system error. Each
+/// keeps the errno and the syscall of the refusal, as Node's system errors do.
+pub fn throw_feature(env: &Env, err: FeatureError) -> Error {
+  throw_value(
+    env,
+    refusal_value(env, &err.to_string(), &err.code(), err.sys()),
+  )
+}
+
+/// Throws a system error.
+pub fn throw_sys(env: &Env, err: SysError) -> Error {
+  throw_value(env, sys_error_value(env, err))
 }
 
 pub fn throw_type_error(env: &Env, code: &str, message: &str) -> Error {

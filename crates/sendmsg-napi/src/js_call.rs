@@ -225,6 +225,13 @@ pub mod value {
     value
   }
 
+  pub fn boolean(env: sys::napi_env, b: bool) -> sys::napi_value {
+    let mut value = ptr::null_mut();
+    // SAFETY: env is live.
+    unsafe { sys::napi_get_boolean(env, b, &mut value) };
+    value
+  }
+
   pub fn undefined(env: sys::napi_env) -> sys::napi_value {
     let mut value = ptr::null_mut();
     // SAFETY: env is live.

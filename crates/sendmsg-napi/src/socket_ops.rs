@@ -147,6 +147,40 @@ pub fn set_pass_credentials(env: Env, fd: i32, on: bool) -> Result<()> {
     .map_err(|err| errors::throw_sys(&env, err))
 }
 
+/// `SO_PEERPIDFD` (Linux 6.5+): a pidfd of the peer, held in a set of its own as a kept
+/// ReceivedFd's is (the set's id): one owner and closer for it, as for every received descriptor.
+#[napi]
+pub fn peer_pidfd(env: Env, fd: i32) -> Result<f64> {
+  let pidfd = sendmsg_core::credentials::peer_pidfd(borrow(fd))
+    .map_err(|err| errors::throw_feature(&env, err))?;
+  crate::event_loop::hold_own(&env, pidfd)
+}
+
+/// `SO_PASSPIDFD` (Linux 6.5+): the kernel attaches a pidfd of the sender to every message.
+#[napi]
+pub fn set_pass_pidfd(env: Env, fd: i32, on: bool) -> Result<()> {
+  sendmsg_core::credentials::set_pass_pidfd(borrow(fd), on)
+    .map_err(|err| errors::throw_feature(&env, err))
+}
+
+/// `SO_PASSRIGHTS` (Linux 6.16+): off, senders of descriptors to this socket get EPERM.
+#[napi]
+pub fn set_pass_rights(env: Env, fd: i32, on: bool) -> Result<()> {
+  socket::set_pass_rights(borrow(fd), on).map_err(|err| errors::throw_feature(&env, err))
+}
+
+/// Whether the socket accepts descriptors (`SO_PASSRIGHTS`, Linux 6.16+).
+#[napi]
+pub fn pass_rights(env: Env, fd: i32) -> Result<bool> {
+  socket::pass_rights(borrow(fd)).map_err(|err| errors::throw_feature(&env, err))
+}
+
+/// The pid a pidfd names: -1 once the process exited, 0 when outside this pid namespace.
+#[napi]
+pub fn pidfd_pid(env: Env, fd: i32) -> Result<i32> {
+  sendmsg_core::credentials::pidfd_pid(borrow(fd)).map_err(|err| errors::throw_sys(&env, err))
+}
+
 /// Sets `FD_CLOEXEC` on a descriptor this process inherited (systemd's listening sockets).
 #[napi]
 pub fn set_cloexec(env: Env, fd: i32) -> Result<()> {

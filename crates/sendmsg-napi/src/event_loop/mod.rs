@@ -31,6 +31,7 @@ use sendmsg_core::SysError;
 use crate::errors;
 use crate::js_call::Reference;
 use handle::{handle_value, new_handle, HandleKind, Handled};
+pub(crate) use received_fds::hold_own;
 use socket::{EventSocket, Events, JsSide, Role, Writing};
 
 /// An AF_UNIX socket type, as the TypeScript layer names it.
@@ -68,7 +69,7 @@ pub struct SocketOpenOptions {
 #[napi(object, object_to_js = false)]
 pub struct SocketEvents<'a> {
   #[napi(
-    ts_type = "(this: any, slab: ArrayBuffer, offset: number, length: number, flags: number, fds: number | undefined, fdCount: number, address: string | undefined, ancillary: Array<[number, number, Buffer]> | undefined) => boolean"
+    ts_type = "(this: any, slab: ArrayBuffer, offset: number, length: number, flags: number, fds: number | undefined, fdCount: number, pidfd: boolean, address: string | undefined, ancillary: Array<[number, number, Buffer]> | undefined) => boolean"
   )]
   pub message: Option<Unknown<'a>>,
   /// Batched delivery: called after the messages of one receive, in a callback scope.

@@ -84,7 +84,11 @@ pub fn drain(socket: &Rc<EventSocket>) {
 /// Zero bytes and no control data: the end of a stream. On a seqpacket socket the same shape is
 /// also a legal empty message, so the peer's shutdown decides.
 fn is_end(socket: &EventSocket, message: &BatchMessage<'_>) -> bool {
-  if !message.data.is_empty() || message.fd_count > 0 || !message.other.is_empty() {
+  if !message.data.is_empty()
+    || message.fd_count > 0
+    || message.has_pidfd
+    || !message.other.is_empty()
+  {
     return false;
   }
   match socket.kind {
@@ -101,6 +105,7 @@ struct MessageArgs {
   length: usize,
   flags: i32,
   fd_count: usize,
+  has_pidfd: bool,
   address: sys::napi_value,
   ancillary: sys::napi_value,
 }
@@ -124,6 +129,7 @@ fn message_args(env: sys::napi_env, message: &BatchMessage<'_>) -> Option<Messag
     length: message.data.len(),
     flags: message.flags,
     fd_count: message.fd_count,
+    has_pidfd: message.has_pidfd,
     address,
     ancillary,
   })
@@ -173,7 +179,12 @@ fn deliver_one(socket: &Rc<EventSocket>, batch: &mut RecvBatch, i: usize, batche
     socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
     return Step::Stop;
   };
-  let fds = (args.fd_count > 0).then(|| received_fds::hold(batch.take_fds(i)));
+  // One set for the message: its SCM_RIGHTS descriptors, then the sender's pidfd (SCM_PIDFD) if
+  // one came, at index `fd_count`; settling the set closes whatever nobody took of either.
+  let fds = (args.fd_count > 0 || args.has_pidfd).then(|| {
+    let rights: Vec<_> = batch.take_fds(i).collect();
+    received_fds::hold(rights.into_iter().chain(batch.take_pidfd(i)))
+  });
   let fds_value = match fds {
     Some(id) => value::double(env, id as f64),
     None => value::undefined(env),
@@ -189,6 +200,7 @@ fn deliver_one(socket: &Rc<EventSocket>, batch: &mut RecvBatch, i: usize, batche
     int32(env, args.flags),
     fds_value,
     int32(env, args.fd_count as i32),
+    value::boolean(env, args.has_pidfd),
     args.address,
     args.ancillary,
   ];

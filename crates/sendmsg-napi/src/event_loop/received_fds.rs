@@ -1,6 +1,7 @@
 //! The one owner of received descriptors until somebody takes them.
 //!
-//! Every descriptor that arrives in a message (or is accepted by a server) is held here, in a
+//! Every descriptor that arrives in a message (or is accepted by a server, or is a peer's pidfd
+//! asked for with `peerPidfd`) is held here, in a
 //! per-thread table of sets: one set per message, under an id that is never reused. JavaScript
 //! names a descriptor by its set's id and its index (`Message`, `ReceivedFd` in lib/), and takes,
 //! closes or keeps it through the functions below. Whatever is neither taken nor closed is closed
@@ -151,8 +152,15 @@ pub fn received_fds_settle(id: f64) {
 #[napi]
 pub fn received_fd_adopt(env: Env, fd: i32) -> Result<f64> {
   let owned = owned_from_number(&env, fd)?;
+  hold_own(&env, owned)
+}
+
+/// Holds `fd` in a set of its own (a kept ReceivedFd's kind, which only JavaScript's collection,
+/// its own close or the environment's end settles): the set's id.
+pub fn hold_own(env: &Env, fd: OwnedFd) -> Result<f64> {
+  // A failure here drops, and so closes, the descriptor: it is never left owned by nobody.
   super::teardown::ensure_hook(env.raw())?;
-  Ok(hold([owned]) as f64)
+  Ok(hold([fd]) as f64)
 }
 
 /// The descriptor `fd` as owned, for a caller that gives it up; a RangeError when it cannot be
