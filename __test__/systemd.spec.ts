@@ -1,7 +1,7 @@
 // systemd without libsystemd: socket activation and notifications, checked against the protocol
 // and against systemd's own systemd-socket-activate.
 import test from 'ava'
-import { spawn, spawnSync } from 'node:child_process'
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { closeSync } from 'node:fs'
 import http from 'node:http'
@@ -27,6 +27,7 @@ import { fixture } from './processes.ts'
 
 const example = (name: string) => fileURLToPath(new URL(`../examples/${name}`, import.meta.url))
 const linux = process.platform === 'linux' ? test : test.skip
+const linuxSerial = process.platform === 'linux' ? test.serial : test.skip
 if (process.platform !== 'linux') console.log('systemd tests skipped: systemd is Linux only')
 
 async function listeningFd(): Promise<{ server: net.Server; fd: number }> {
@@ -390,6 +391,69 @@ withLibsystemd('listeners stored through NOTIFY_SOCKET come back after a full re
   } finally {
     manager.close()
     for (const fd of store.values()) closeSync(fd)
+  }
+  await turn()
+  t.is(openFds(), before)
+})
+
+/** The child's next IPC message of this event. */
+function nextEvent(child: ChildProcess, event: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (message: Record<string, unknown>) => {
+      if (message.event !== event) return
+      child.off('message', onMessage)
+      child.off('exit', onExit)
+      resolve(message)
+    }
+    const onExit = (code: number | null) => reject(new Error(`process ${child.pid} exited (${code}) before '${event}'`))
+    child.on('message', onMessage)
+    child.once('exit', onExit)
+  })
+}
+
+linuxSerial('examples/supervisor.mjs under a fake systemd: stores its socket, READY=1, RELOADING=1 with MONOTONIC_USEC= then READY=1 on SIGHUP, and hands MAINPID= to its successor', async (t) => {
+  using temp = tempDir('sendmsg-supervisor-')
+  const before = openFds()
+  const manager = fakeManager(join(temp.dir, 'notify.sock'))
+  const children: ChildProcess[] = []
+  const start = (args: string[]) => {
+    const child = fork(example('supervisor.mjs'), ['--workers', '1', ...args], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+    children.push(child)
+    return child
+  }
+  try {
+    const old = start([])
+    const ready = nextEvent(old, 'ready')
+    const stored = await manager.next()
+    t.is(stored.data.toString(), 'FDSTORE=1\nFDNAME=http')
+    t.is(stored.fds.length, 1)
+    for (const fd of stored.fds) fd.close()
+    t.is((await manager.next()).data.toString(), 'READY=1')
+    await ready
+
+    const restarted = nextEvent(old, 'restarted')
+    old.kill('SIGHUP')
+    t.regex((await manager.next()).data.toString(), /^RELOADING=1\nMONOTONIC_USEC=[0-9]+$/)
+    await restarted
+    t.is((await manager.next()).data.toString(), 'READY=1', 'the reload is over once the workers are replaced')
+
+    const path = join(temp.dir, 'handoff', 'supervisor.sock')
+    const offering = nextEvent(old, 'offering')
+    old.send({ cmd: 'offer', path })
+    await offering
+    const handedOver = nextEvent(old, 'handed-over')
+    const successor = start(['--take', path])
+    const oldExited = once(old, 'exit')
+    await nextEvent(successor, 'ready')
+    t.is((await handedOver).to, successor.pid)
+    t.is((await manager.next()).data.toString(), `READY=1\nMAINPID=${successor.pid}`, 'sent by the old main process, before it exits')
+    await oldExited
+    const successorExited = once(successor, 'exit')
+    successor.send({ cmd: 'shutdown' })
+    await successorExited
+  } finally {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    manager.close()
   }
   await turn()
   t.is(openFds(), before)
