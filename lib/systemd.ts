@@ -106,7 +106,9 @@ export interface ListenFdsByNameOptions<Name extends string = string> extends Li
  *
  * @example const { http, dns } = listenFdsByName({ expect: ['http', 'dns'] }); if (http) toNetServer(http, app)
  */
-export function listenFdsByName<const Name extends string = string>(options?: ListenFdsByNameOptions<Name>): Partial<ReceivedListeners<Name>> {
+export function listenFdsByName<const Name extends string = string>(
+  options?: ListenFdsByNameOptions<Name>,
+): string extends Name ? ReceivedListeners : Partial<ReceivedListeners<Name>> {
   const { unsetEnvironment = true, expect } = checkOptionNames(options, 'options', ['unsetEnvironment', 'expect']) as ListenFdsByNameOptions<Name>
   if (expect !== undefined && (!Array.isArray(expect) || expect.some((name) => typeof name !== 'string'))) {
     throw invalidArgType('options.expect', 'an array of strings', expect)
@@ -140,7 +142,9 @@ export function listenFdsByName<const Name extends string = string>(options?: Li
     }
     listeners[name] = new ReceivedFd(fd)
   }
-  return listeners as Partial<ReceivedListeners<Name>>
+  // Any name of the record may be missing: typed optional when the names are known, and as an
+  // index (whose missing keys read as undefined) otherwise, so that it passes for Listeners.
+  return listeners as string extends Name ? ReceivedListeners : Partial<ReceivedListeners<Name>>
 }
 
 /**
