@@ -411,6 +411,15 @@ function nextEvent(child: ChildProcess, event: string): Promise<Record<string, u
   })
 }
 
+/** `promise`, or a rejection as soon as `child` exits first (a notification it will never send). */
+function whileAlive<T>(child: ChildProcess, promise: Promise<T>): Promise<T> {
+  const exited = once(child, 'exit').then(([code, signal]) => {
+    throw new Error(`process ${child.pid} exited (${code ?? signal})`)
+  })
+  exited.catch(() => undefined)
+  return Promise.race([promise, exited])
+}
+
 linuxSerial('examples/supervisor.mjs under a fake systemd: stores its socket, READY=1, RELOADING=1 with MONOTONIC_USEC= then READY=1 on SIGHUP, and hands MAINPID= to its successor', async (t) => {
   using temp = tempDir('sendmsg-supervisor-')
   const before = openFds()
@@ -424,18 +433,18 @@ linuxSerial('examples/supervisor.mjs under a fake systemd: stores its socket, RE
   try {
     const old = start([])
     const ready = nextEvent(old, 'ready')
-    const stored = await manager.next()
+    const stored = await whileAlive(old, manager.next())
     t.is(stored.data.toString(), 'FDSTORE=1\nFDNAME=http')
     t.is(stored.fds.length, 1)
     for (const fd of stored.fds) fd.close()
-    t.is((await manager.next()).data.toString(), 'READY=1')
+    t.is((await whileAlive(old, manager.next())).data.toString(), 'READY=1')
     await ready
 
     const restarted = nextEvent(old, 'restarted')
     old.kill('SIGHUP')
-    t.regex((await manager.next()).data.toString(), /^RELOADING=1\nMONOTONIC_USEC=[0-9]+$/)
+    t.regex((await whileAlive(old, manager.next())).data.toString(), /^RELOADING=1\nMONOTONIC_USEC=[0-9]+$/)
     await restarted
-    t.is((await manager.next()).data.toString(), 'READY=1', 'the reload is over once the workers are replaced')
+    t.is((await whileAlive(old, manager.next())).data.toString(), 'READY=1', 'the reload is over once the workers are replaced')
 
     const path = join(temp.dir, 'handoff', 'supervisor.sock')
     const offering = nextEvent(old, 'offering')

@@ -106,7 +106,6 @@ if (!values.take) {
   await storeListeners({ http: listener })
   await notifyReady()
 }
-report({ event: 'ready', pid: process.pid, port, workers: workers.map((w) => w.child.pid) })
 
 async function restart() {
   for (let i = 0; i < workers.length; i++) {
@@ -156,3 +155,6 @@ process.on('SIGHUP', () => void reloading(restart)) // RELOADING=1 ... READY=1 u
 process.on('SIGTERM', () => void shutdown('SIGTERM'))
 // Forked, and the parent is gone (killed, crashed): nobody will send 'shutdown', so stop now.
 process.on('disconnect', () => void shutdown('disconnected'))
+// Ready once every handler is in place: a SIGHUP that came before process.on('SIGHUP') would end
+// the process (the signal's default), and the parent may act on this report at once.
+report({ event: 'ready', pid: process.pid, port, workers: workers.map((w) => w.child.pid) })

@@ -216,8 +216,9 @@ export interface ReceivedHandoff<Name extends string = string> {
 /**
  * Receives listening sockets sent by `sendListeners`, checks every one (a name that is well formed
  * and unique, and expected if `expect` is given; one descriptor per name; each a listening
- * socket or a bound, unconnected UDP socket), and acknowledges. Anything else is refused: the descriptors received so far are closed,
- * the peer is told why, and the promise rejects with ERR_SENDMSG_HANDOFF.
+ * socket or a bound, unconnected UDP socket), and acknowledges. Anything else is refused: the
+ * descriptors received so far are closed, the peer is told why, and the promise rejects with
+ * ERR_SENDMSG_HANDOFF.
  *
  * @example const { listeners } = await receiveListeners(channel, { expect: ['http'] })
  */
