@@ -295,12 +295,14 @@ withLibsystemd('storeListeners sends one FDSTORE=1/FDNAME= per name with its soc
     t.is(inode(theirs.fds[0]!.fd), inode(tcp.fd))
     for (const message of [http, dns, theirs]) for (const fd of message.fds) fd.close()
 
-    t.true(await removeStoredFds('http'))
-    t.is((await manager.next()).data.toString(), 'FDSTOREREMOVE=1\nFDNAME=http')
-    await t.throwsAsync(storeListeners({ 'a:b': tcp.server }), { code: 'ERR_INVALID_ARG_VALUE', message: /listeners\.a:b/ })
+    // Refused before anything is sent: every listener is checked first.
+    t.throws(() => storeListeners({ http: tcp.server, 'a:b': tcp.server }), { code: 'ERR_INVALID_ARG_VALUE', message: /listeners\.a:b/ })
     const unbound = UdpSocket.create('udp4')
-    await t.throwsAsync(storeListeners({ dns: unbound }), { code: 'ERR_INVALID_ARG_VALUE', message: /bound to no port/ })
+    t.throws(() => storeListeners({ http: tcp.server, dns: unbound }), { code: 'ERR_INVALID_ARG_VALUE', message: /bound to no port/ })
+    t.throws(() => reloading('not a function' as never), { code: 'ERR_INVALID_ARG_TYPE' })
     await unbound.close()
+    t.true(await removeStoredFds('http'))
+    t.is((await manager.next()).data.toString(), 'FDSTOREREMOVE=1\nFDNAME=http', 'the next message: the refused calls sent nothing')
     t.throws(() => removeStoredFds('a:b'), { code: 'ERR_INVALID_ARG_VALUE' })
   } finally {
     manager.close()

@@ -251,28 +251,28 @@ function fdName(name: unknown, argument: string): string {
  *
  * @example await storeListeners({ http: server, dns: udpSocket })
  */
-export async function storeListeners(listeners: Listeners): Promise<boolean> {
+export function storeListeners(listeners: Listeners): Promise<boolean> {
   if (listeners === null || typeof listeners !== 'object' || Array.isArray(listeners)) {
     throw invalidArgType('listeners', 'an object of listeners by name', listeners)
   }
-  const entries = Object.entries(listeners).map(([name, source]): [string, number] => [
-    fdName(name, `listeners.${name}`),
-    descriptorOf(source, `listeners.${name}`),
-  ])
-  const datagram: boolean[] = []
-  for (const [name, fd] of entries) {
+  // Every argument is checked before the first message goes out: all of them are stored, or none.
+  const messages = Object.entries(listeners).map(([name, source]) => {
+    fdName(name, `listeners.${name}`)
+    const fd = descriptorOf(source, `listeners.${name}`)
     const problem = listenerProblem(fd)
     if (problem !== undefined) throw invalidArgValue(`listeners.${name}`, fd, problem)
-    datagram.push(native.describeSocket(fd).type === constants.SOCK_DGRAM)
-  }
-  let sent = true
-  for (const [i, [name, fd]] of entries.entries()) {
     const state: Record<string, string | number> = { FDSTORE: 1, FDNAME: name }
-    if (datagram[i]) state.FDPOLL = 0
-    sent = await notify(state, { fds: [fd] })
-    if (!sent) break
+    if (native.describeSocket(fd).type === constants.SOCK_DGRAM) state.FDPOLL = 0
+    return { state, fd }
+  })
+  return storeEach(messages)
+}
+
+async function storeEach(messages: Array<{ state: Record<string, string | number>; fd: number }>): Promise<boolean> {
+  for (const { state, fd } of messages) {
+    if (!(await notify(state, { fds: [fd] }))) return false
   }
-  return sent
+  return true
 }
 
 /**
@@ -321,8 +321,12 @@ export function notifyReloading(status?: string): Promise<boolean> {
  *
  * @example process.on('SIGHUP', () => void reloading(async () => log('reading the configuration again')))
  */
-export async function reloading<T>(task: () => T | Promise<T>): Promise<T> {
+export function reloading<T>(task: () => T | Promise<T>): Promise<T> {
   if (typeof task !== 'function') throw invalidArgType('task', 'a function', task)
+  return reloadAround(task)
+}
+
+async function reloadAround<T>(task: () => T | Promise<T>): Promise<T> {
   await notifyReloading()
   try {
     return await task()
