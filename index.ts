@@ -28,8 +28,20 @@ export { peerPidfd, pidfdPid, passPidfd, pidfdFromAncillary } from './lib/pidfd'
 export { passRights } from './lib/pass-rights'
 export { fdOf, toNetServer, toNetSocket, toDgramSocket, isListeningSocket } from './lib/bridge'
 export type { Descriptor } from './lib/bridge'
-export { listenFds, notify, notifyReady, storeFds, SD_LISTEN_FDS_START } from './lib/systemd'
-export type { ListenFd, ListenFdsOptions, NotifyOptions, NotifyState } from './lib/systemd'
+export {
+  listenFds,
+  listenFdsByName,
+  notify,
+  notifyReady,
+  notifyReloading,
+  reloading,
+  notifyMainPid,
+  storeFds,
+  storeListeners,
+  removeStoredFds,
+  SD_LISTEN_FDS_START,
+} from './lib/systemd'
+export type { ListenFd, ListenFdsOptions, ListenFdsByNameOptions, NotifyOptions, NotifyState } from './lib/systemd'
 export { FrameChannel } from './lib/frames'
 export type { Frame, FrameChannelEvents, FrameChannelOptions, NextFrameOptions } from './lib/frames'
 export type { WaitOptions } from './lib/cancellation'

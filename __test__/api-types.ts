@@ -8,6 +8,7 @@ import * as net from 'node:net'
 import {
   dup,
   FrameChannel,
+  listenFdsByName,
   notify,
   offerListeners,
   receiveListeners,
@@ -15,7 +16,9 @@ import {
   sendmsg,
   spawnWorker,
   storeFds,
+  storeListeners,
   takeListeners,
+  UdpSocket,
   UnixServer,
   UnixSocket,
   workerListeners,
@@ -138,4 +141,15 @@ export async function listenerNames(): Promise<void> {
   expectType<ReceivedFd>(taken.listeners.http)
   const any = await receiveListeners(channel)
   expectType<ReceivedFd | undefined>(any.listeners['http'] as ReceivedFd | undefined)
+}
+
+export async function systemdListeners(): Promise<void> {
+  const stored = listenFdsByName({ expect: ['http', 'dns'] })
+  expectType<ReceivedFd | undefined>(stored.http)
+  // @ts-expect-error only the names expected
+  void stored.other
+  // The record passes as it is wherever listeners are taken, with or without expected names.
+  await storeListeners(stored)
+  offerListeners('/run/app/handoff.sock', listenFdsByName())
+  await storeListeners({ dns: dgram.createSocket('udp4'), quic: UdpSocket.bound(0) })
 }

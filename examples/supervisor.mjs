@@ -11,11 +11,26 @@
 // gone, finish what they serve and exit. When forked, it takes commands over IPC
 // ({ cmd: 'restart' | 'offer' | 'shutdown' }) and reports events; run alone, SIGHUP restarts the
 // workers and SIGTERM shuts down.
+//
+// Under systemd (Type=notify-reload, FileDescriptorStoreMax=1: see the README) it also takes the
+// socket back from the fd store after a restart, stores it there, says READY=1, wraps a SIGHUP
+// restart in RELOADING=1 ... READY=1, and hands MAINPID= to the successor that took over. Without
+// NOTIFY_SOCKET and LISTEN_FDS all of that does nothing.
 import { once } from 'node:events'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { dup, offerListeners, spawnWorker, takeListeners } from 'sendmsg'
+import {
+  dup,
+  listenFdsByName,
+  notifyMainPid,
+  notifyReady,
+  offerListeners,
+  reloading,
+  spawnWorker,
+  storeListeners,
+  takeListeners,
+} from 'sendmsg'
 
 const { values } = parseArgs({
   options: {
@@ -40,7 +55,11 @@ const field = (value, name) => (typeof value === 'object' && value !== null && n
 // The listening socket, as a descriptor nobody polls in this process.
 let listener
 let acknowledge = async () => {}
-if (values.take) {
+// After a restart under systemd, the socket this service stored before (see storeListeners below).
+const stored = listenFdsByName({ expect: ['http'] })
+if (stored.http) {
+  listener = stored.http.take()
+} else if (values.take) {
   const handoff = await takeListeners(values.take, { expect: ['http'], acknowledge: false })
   listener = handoff.listeners.http.take()
   acknowledge = handoff.acknowledge
@@ -88,7 +107,13 @@ if (values['fail-before-ack']) {
   process.exit(1)
 }
 await acknowledge() // a predecessor may now let go: our workers are serving
-report({ event: 'ready', pid: process.pid, port, workers: workers.map((w) => w.child.pid) })
+if (!values.take) {
+  // The service manager keeps a copy for the next start (a crash, `systemctl restart`), and learns
+  // we are up. A successor (--take) does neither: its predecessor stored this very socket, and
+  // hands it MAINPID= with READY=1, systemd hearing only from the main process.
+  await storeListeners({ http: listener })
+  await notifyReady()
+}
 
 async function restart() {
   for (let i = 0; i < workers.length; i++) {
@@ -120,8 +145,11 @@ function offer(path) {
   // The taker crashed or did not acknowledge in time: we still hold the socket and serve on, and
   // the offer stays open for the next attempt.
   offered.on('rollback', (error, peer) => report({ event: 'rollback', from: peer.pid, message: error.message }))
-  offered.once('handoff', (peer) => {
+  offered.once('handoff', async (peer) => {
     // The offer closed itself (its file is gone): the new supervisor may offer at the same path.
+    // Before exiting: from now on systemd watches the successor (it must be in this service's
+    // cgroup, which a process this supervisor spawned is).
+    await notifyMainPid(peer.pid, { READY: 1 })
     report({ event: 'handed-over', to: peer.pid })
     void shutdown('replaced')
   })
@@ -134,7 +162,10 @@ process.on('message', (message) => {
   if (cmd === 'offer') offer(field(message, 'path'))
   if (cmd === 'shutdown') void shutdown('asked')
 })
-process.on('SIGHUP', () => void restart())
+process.on('SIGHUP', () => void reloading(restart)) // RELOADING=1 ... READY=1 under Type=notify-reload
 process.on('SIGTERM', () => void shutdown('SIGTERM'))
 // Forked, and the parent is gone (killed, crashed): nobody will send 'shutdown', so stop now.
 process.on('disconnect', () => void shutdown('disconnected'))
+// Ready once every handler is in place: a SIGHUP that came before process.on('SIGHUP') would end
+// the process (the signal's default), and the parent may act on this report at once.
+report({ event: 'ready', pid: process.pid, port, workers: workers.map((w) => w.child.pid) })

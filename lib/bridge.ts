@@ -134,15 +134,43 @@ function handOver<T>(fd: Descriptor, adopt: (fd: number) => T): T {
 }
 
 /**
- * Whether a descriptor is a listening stream socket (what a handoff carries).
+ * Whether a descriptor is a listening stream socket.
  *
  * @example isListeningSocket(3)
  */
 export function isListeningSocket(fd: Descriptor): boolean {
   try {
-    const { description } = describe(fd)
-    return description.listening && (description.type === constants.SOCK_STREAM || description.type === constants.SOCK_SEQPACKET)
+    return isListening(describe(fd).description)
   } catch {
     return false
   }
+}
+
+function isListening(description: Checked['description']): boolean {
+  return description.listening && (description.type === constants.SOCK_STREAM || description.type === constants.SOCK_SEQPACKET)
+}
+
+/**
+ * What a listener handed over (to a worker, to the next supervisor, to systemd's fd store) may
+ * be, in one place: a listening stream or seqpacket socket, or a bound UDP socket (IPv4 or IPv6)
+ * with no default peer, the datagram socket's way of "listening" on its port. Returns why `fd`
+ * is not one, worded to follow "The listener ...", or undefined when it is.
+ */
+/** @internal */
+export function listenerProblem(fd: Descriptor): string | undefined {
+  let checked: Checked
+  try {
+    checked = describe(fd)
+  } catch {
+    return 'is not a listening socket nor a bound UDP socket: it is not a socket at all'
+  }
+  const { description, what } = checked
+  if (isListening(description)) return undefined
+  const udp = (description.family === constants.AF_INET || description.family === constants.AF_INET6) && description.type === constants.SOCK_DGRAM
+  if (!udp) return `is not a listening socket nor a bound UDP socket: it is ${what}`
+  // A connected UDP socket takes datagrams from its one peer only: whoever receives it would
+  // silently miss everyone else. One not bound has no port anyone could be sending to.
+  if (description.connected) return 'is a connected UDP socket (it receives from its one peer only): hand over a bound, unconnected one'
+  if (!description.bound) return 'is a UDP socket bound to no port: bind it before handing it over'
+  return undefined
 }

@@ -11,16 +11,17 @@ import type { ReceivedFd } from './received-fd'
 import { RUNTIME, runtimeUnsupported } from './runtime'
 import type { UnixServer } from './server'
 import type { UnixSocket } from './socket'
+import type { UdpSocket } from './udp'
 
 /**
  * Anything that stands for an open descriptor, wherever the package takes one: a number, a
  * {@link ReceivedFd}, Node's `net.Server`, `net.Socket` and `dgram.Socket`, or this package's
- * `UnixSocket` and `UnixServer`. The descriptor stays its owner's: it is only read, or copied to
- * the receiver of a message.
+ * `UnixSocket`, `UnixServer` and `UdpSocket`. The descriptor stays its owner's: it is only read,
+ * or copied to the receiver of a message.
  *
  * @example const listener: DescriptorLike = net.createServer().listen(0)
  */
-export type DescriptorLike = number | ReceivedFd | UnixSocket | UnixServer | net.Server | net.Socket | dgram.Socket
+export type DescriptorLike = number | ReceivedFd | UnixSocket | UnixServer | UdpSocket | net.Server | net.Socket | dgram.Socket
 
 /**
  * The socket parameters' name for a {@link DescriptorLike}.

@@ -20,7 +20,7 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { EventEmitter, once } from 'node:events'
 
-import { isListeningSocket } from './bridge'
+import { listenerProblem } from './bridge'
 import { closeFd } from './close'
 import { peerCredentials, type Credentials } from './credentials'
 import { INT32_MAX, invalidArgType, invalidArgValue, stateError, validateInteger } from './errors'
@@ -53,8 +53,10 @@ const DEFAULT_ACK_TIMEOUT = 60_000
 export const HANDOFF_FD_ENV = 'SENDMSG_HANDOFF_FD'
 
 /**
- * A listening socket to hand over: a descriptor, or an object that has one (net.Server,
- * UnixServer, ...), as every parameter of the package that takes a descriptor.
+ * A listener to hand over: a listening socket, or a bound UDP socket (which becomes a
+ * `dgram.Socket` on the other side with `toDgramSocket`); a descriptor, or an object that has one
+ * (net.Server, dgram.Socket, UnixServer, ...), as every parameter of the package that takes a
+ * descriptor.
  *
  * @example const source: ListenerSource = net.createServer().listen(0)
  */
@@ -154,7 +156,8 @@ function listenerEntries(listeners: Listeners): Array<[string, number]> {
     return [name, descriptorOf(source, `listeners.${name}`)]
   })
   for (const [name, fd] of entries) {
-    if (!isListeningSocket(fd)) throw invalidArgValue(`listeners.${name}`, fd, 'is not a listening socket')
+    const problem = listenerProblem(fd)
+    if (problem !== undefined) throw invalidArgValue(`listeners.${name}`, fd, problem)
   }
   return entries
 }
@@ -231,8 +234,9 @@ export interface ReceivedHandoff<Name extends string = string> {
 /**
  * Receives listening sockets sent by `sendListeners`, checks every one (a name that is well formed
  * and unique, and expected if `expect` is given; one descriptor per name; each a listening
- * socket), and acknowledges. Anything else is refused: the descriptors received so far are closed,
- * the peer is told why, and the promise rejects with ERR_SENDMSG_HANDOFF.
+ * socket or a bound, unconnected UDP socket), and acknowledges. Anything else is refused: the
+ * descriptors received so far are closed, the peer is told why, and the promise rejects with
+ * ERR_SENDMSG_HANDOFF.
  *
  * @example const { listeners } = await receiveListeners(channel, { expect: ['http'] })
  */
@@ -284,7 +288,8 @@ async function receiveWithin<Name extends string>(
         if (typeof name !== 'string' || !NAME.test(name)) throw handoffError(`a listener name is not well formed: ${JSON.stringify(name)}`)
         if (name in received) throw handoffError(`the listener '${name}' was sent twice`)
         if (options.expect && !(options.expect as readonly string[]).includes(name)) throw handoffError(`an unexpected listener '${name}'`)
-        if (!isListeningSocket(fds[i]!)) throw handoffError(`the listener '${name}' is not a listening socket`)
+        const problem = listenerProblem(fds[i]!)
+        if (problem !== undefined) throw handoffError(`the listener '${name}' ${problem}`)
         received[name] = fds[i]!
       })
       count += names.length

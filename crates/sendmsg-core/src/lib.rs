@@ -9,6 +9,7 @@
 //!   socket types.
 //! - [`credentials`]: who the peer is (SO_PEERCRED, getpeereid).
 //! - [`fd`]: descriptor flags, pipes, closing.
+//! - [`clock`]: `CLOCK_MONOTONIC`, the clock systemd compares notification timestamps against.
 //! - [`udp`]: UDP with typed packet metadata (ECN, PKTINFO, GSO/GRO, timestamps, TTL, ICMP
 //!   errors), on the same `msghdr` builder and batches.
 //!
@@ -20,6 +21,7 @@
 
 pub mod alloc;
 pub mod batch;
+pub mod clock;
 pub mod cmsg;
 pub mod consts;
 pub mod credentials;

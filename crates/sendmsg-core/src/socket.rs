@@ -227,6 +227,22 @@ pub fn peer_address(fd: RawFd) -> SysResult<SockaddrStorage> {
   socket::getpeername(fd).syscall("getpeername")
 }
 
+/// Whether the socket has a local address: a port for IPv4 and IPv6 (an unbound UDP socket
+/// reports port 0, the wildcard address), a path or abstract name for AF_UNIX. Other families
+/// count as bound.
+pub fn is_bound(fd: RawFd) -> SysResult<bool> {
+  let address = local_address(fd)?;
+  let raw = address.as_ptr();
+  // SAFETY: the storage is a whole sockaddr_storage, which holds either struct, and its family
+  // field says which one the kernel wrote. (Only the port is read: zero in any byte order.)
+  Ok(match unsafe { (*raw).sa_family } as i32 {
+    libc::AF_INET => (unsafe { (*raw.cast::<libc::sockaddr_in>()).sin_port }) != 0,
+    libc::AF_INET6 => (unsafe { (*raw.cast::<libc::sockaddr_in6>()).sin6_port }) != 0,
+    libc::AF_UNIX => address_bytes(&address).is_some(),
+    _ => true,
+  })
+}
+
 /// Whether the socket has a peer (`getpeername` succeeds).
 pub fn is_connected(fd: RawFd) -> SysResult<bool> {
   match socket::getpeername::<SockaddrStorage>(fd) {

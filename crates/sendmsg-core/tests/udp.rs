@@ -399,3 +399,30 @@ fn a_batch_goes_in_one_call_to_several_destinations() {
   assert_eq!(receive(a.as_raw_fd(), 16).len(), 16);
   assert_eq!(receive(b.as_raw_fd(), 16).len(), 16);
 }
+
+#[test]
+fn a_socket_is_bound_once_it_has_a_port_or_a_name() {
+  for family in [Family::V4, Family::V6] {
+    let fd = socket::udp_socket(family, true).unwrap();
+    assert!(!sendmsg_core::socket::is_bound(fd.as_raw_fd()).unwrap());
+    let any = if family == Family::V4 {
+      "127.0.0.1:0"
+    } else {
+      "[::1]:0"
+    };
+    socket::bind(fd.as_raw_fd(), any.parse().unwrap()).unwrap();
+    assert!(sendmsg_core::socket::is_bound(fd.as_raw_fd()).unwrap());
+  }
+  let (a, _b) =
+    sendmsg_core::socket::socketpair(sendmsg_core::socket::SocketKind::Datagram, true).unwrap();
+  assert!(!sendmsg_core::socket::is_bound(a.as_raw_fd()).unwrap());
+  let named =
+    sendmsg_core::socket::unix_socket(sendmsg_core::socket::SocketKind::Datagram, true).unwrap();
+  let name = format!("\0sendmsg-core-bound-{}", std::process::id());
+  sendmsg_core::socket::bind(
+    named.as_raw_fd(),
+    &sendmsg_core::socket::unix_address(name.as_bytes()).unwrap(),
+  )
+  .unwrap();
+  assert!(sendmsg_core::socket::is_bound(named.as_raw_fd()).unwrap());
+}

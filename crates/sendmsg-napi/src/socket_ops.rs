@@ -79,6 +79,8 @@ pub struct SocketDescription {
   pub listening: bool,
   /// Whether it has a peer (a connected stream, or a datagram socket with a default peer).
   pub connected: bool,
+  /// Whether it has a local address (an IP socket with a port, a named AF_UNIX socket).
+  pub bound: bool,
 }
 
 #[napi]
@@ -93,12 +95,22 @@ pub fn describe_socket(env: Env, fd: i32) -> Result<SocketDescription> {
   };
   let connected =
     !listening && socket::is_connected(fd).map_err(|err| errors::throw_sys(&env, err))?;
+  let bound = socket::is_bound(fd).map_err(|err| errors::throw_sys(&env, err))?;
   Ok(SocketDescription {
     family,
     sock_type,
     listening,
     connected,
+    bound,
   })
+}
+
+/// `CLOCK_MONOTONIC` in microseconds (exact as a number for 285 years of uptime).
+#[napi]
+pub fn monotonic_usec(env: Env) -> Result<f64> {
+  sendmsg_core::clock::monotonic_usec()
+    .map(|usec| usec as f64)
+    .map_err(|err| errors::throw_sys(&env, err))
 }
 
 /// The socket's own address as bytes; null when unnamed.
