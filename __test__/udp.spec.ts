@@ -85,6 +85,45 @@ test.serial('GRO: a coalesced run is split for the user, or handed whole with it
   })
 })
 
+test.serial('received data is never reused: kept messages, long and short, GRO runs whole or split, keep their bytes', async (t) => {
+  await withoutLeaks(t, async () => {
+    // Long datagrams arrive in Buffers of their own (no copy), short ones are copied out: either
+    // way a message kept while later batches are received keeps what it had.
+    const sizes = [20_000, 1200, 60_000, 16_383, 16_384, 9, 40_000, 0, 30_000, 1]
+    const rounds = 6
+    const payload = (round: number, i: number) => Buffer.alloc(sizes[i], (round * sizes.length + i) % 251)
+    await using_(UdpSocket.bound(0, '127.0.0.1', { recvBufferSize: 4 << 20 }), UdpSocket.bound(0, '127.0.0.1', { sendBufferSize: 4 << 20 }), async (rx, tx) => {
+      const arrived = messages(rx, rounds * sizes.length, 5000)
+      for (let round = 0; round < rounds; round++) {
+        await Promise.all(sizes.map((_, i) => tx.sendTo(payload(round, i), rx.address().port, '127.0.0.1')))
+      }
+      const got = await arrived
+      got.forEach((m, n) => t.true(m.data.equals(payload(Math.floor(n / sizes.length), n % sizes.length)), `datagram ${n}`))
+    })
+    for (const splitSegments of [false, true]) {
+      await using_(UdpSocket.bound(0, '127.0.0.1', { gro: true, splitSegments, recvBufferSize: 4 << 20 }), UdpSocket.bound(0, '127.0.0.1'), async (rx, tx) => {
+        const runs = Array.from({ length: 8 }, (_, r) => Buffer.from(Array.from({ length: 1200 * 30 }, (_, i) => (r * 7 + Math.floor(i / 1200)) % 256)))
+        const kept: Buffer[] = []
+        let datagrams = 0
+        const all = new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`only ${datagrams} datagrams arrived`)), 5000)
+          rx.on('message', (m: UdpMessage) => {
+            kept.push(m.data)
+            datagrams += m.segments
+            if (datagrams < runs.length * 30) return
+            clearTimeout(timer)
+            resolve()
+          })
+        })
+        for (const run of runs) await tx.sendTo(run, rx.address().port, '127.0.0.1', { segmentSize: 1200 })
+        await all
+        t.true(Buffer.concat(kept).equals(Buffer.concat(runs)), splitSegments ? 'split' : 'whole')
+      })
+    }
+    await settle()
+  })
+})
+
 test.serial('timestamps, TTL, the local address and interface arrive with each datagram', async (t) => {
   await withoutLeaks(t, async () => {
     await using_(UdpSocket.bound(0, '0.0.0.0', { timestamps: true, ttl: true }), UdpSocket.bound(0, '127.0.0.1'), async (rx, tx) => {

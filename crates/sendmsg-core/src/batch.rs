@@ -63,6 +63,9 @@ pub struct RecvBatch {
   fds: Vec<Option<OwnedFd>>,
   /// Control messages that carry no descriptors (credentials, ...).
   other: Vec<ReceivedCmsg>,
+  /// Memory lent by the caller for the last receive's data (`recv_into`): slot `i`'s at
+  /// `lent[i]`; empty when the batch's own `data` is used.
+  lent: Vec<*mut u8>,
 }
 
 /// A view of one received message.
@@ -145,6 +148,41 @@ impl RecvBatch {
   /// zero when nothing was waiting. The previous results are released first. The ECONNRESET a
   /// dead peer leaves before its last messages is never returned: the receive is made again.
   pub fn recv(&mut self, socket: RawFd, max: usize) -> SysResult<usize> {
+    self.lend_nothing();
+    self.recv_counted(socket, max)
+  }
+
+  /// Receives as [`recv`](Self::recv) does, but writes message `i`'s data into `slots[i]`
+  /// (at most `slots.len()` messages): memory the caller then hands on as it is (to JavaScript,
+  /// say) rather than copying the data out of the batch.
+  ///
+  /// # Safety
+  /// Each of `slots` must be valid for writes of the batch's slot size, and neither read nor
+  /// written by anyone else, until the next receive, [`release`](Self::release) or drop of the
+  /// batch, after which the messages' bytes are the caller's.
+  pub unsafe fn recv_into(
+    &mut self,
+    socket: RawFd,
+    max: usize,
+    slots: &[*mut u8],
+  ) -> SysResult<usize> {
+    if self.lent != slots {
+      self.lent.clear();
+      self.lent.extend_from_slice(slots);
+      self.dirty = usize::MAX;
+    }
+    self.recv_counted(socket, max.min(slots.len()))
+  }
+
+  /// Back to the batch's own memory: a change moves every slot, so all are laid out again.
+  fn lend_nothing(&mut self) {
+    if !self.lent.is_empty() {
+      self.lent.clear();
+      self.dirty = usize::MAX;
+    }
+  }
+
+  fn recv_counted(&mut self, socket: RawFd, max: usize) -> SysResult<usize> {
     self.release();
     let count = max.min(self.capacity);
     if count == 0 {
@@ -162,9 +200,16 @@ impl RecvBatch {
     Ok(received)
   }
 
+  fn slot_data(&mut self, i: usize) -> *mut u8 {
+    match self.lent.get(i) {
+      Some(&slot) => slot,
+      None => self.data[i * self.slot_size..].as_mut_ptr(),
+    }
+  }
+
   fn prepare_slot(&mut self, i: usize) -> MessageHeader {
     self.iovecs[i] = libc::iovec {
-      iov_base: self.data[i * self.slot_size..].as_mut_ptr().cast(),
+      iov_base: self.slot_data(i).cast(),
       iov_len: self.slot_size,
     };
     let mut header = MessageHeader::new(&self.iovecs[i], 1);
@@ -268,8 +313,14 @@ impl RecvBatch {
     } else {
       None
     };
+    let data = match self.lent.get(i) {
+      // SAFETY: the kernel wrote these bytes of the lent slot in the last receive, and its
+      // lender keeps it valid and untouched until this batch is released (recv_into's contract).
+      Some(&lent) => unsafe { std::slice::from_raw_parts(lent, slot.len) },
+      None => &self.data[i * self.slot_size..i * self.slot_size + slot.len],
+    };
     BatchMessage {
-      data: &self.data[i * self.slot_size..i * self.slot_size + slot.len],
+      data,
       flags: slot.flags,
       fd_count: slot.fds.len(),
       other: &self.other[slot.other.clone()],
