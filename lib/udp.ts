@@ -115,14 +115,37 @@ interface DatagramMeta {
   source: string | undefined
 }
 
+/** Numbers per datagram in `udpSendQueued`'s flat array: port, ECN, segment size. */
+const NUMBERS_PER_DATAGRAM = 3
+
 /** The UDP calls of the binding, for the shared send queue. */
 const udpTransport: SendTransport = {
   sendOne(handle, message, data) {
     const meta = message.meta as DatagramMeta
     return native.udpSend(handle, data, meta.host, meta.port, meta.ecn, meta.segmentSize, meta.source)
   },
+  /**
+   * `queue[from..from + count]` laid out as flat arrays, as the queue does for AF_UNIX batches
+   * (`#sendBatch`): the binding reads a batch with a few Node-API calls, not a property read per
+   * field and datagram (see udpSendQueued in binding.d.ts).
+   */
   sendQueued(handle, queue, from, count) {
-    return native.udpSendQueued(handle, queue as unknown as Array<{ parts: Uint8Array[]; meta: DatagramMeta }>, from, count)
+    const parts = new Array<Uint8Array>(count)
+    const numbers = new Int32Array(count * NUMBERS_PER_DATAGRAM)
+    let hosts: Array<string | undefined> | undefined
+    let sources: Array<string | undefined> | undefined
+    for (let i = 0; i < count; i++) {
+      const entry = queue[from + i]!
+      const meta = entry.meta as DatagramMeta
+      // One part per datagram (#enqueue).
+      parts[i] = entry.parts[0]!
+      numbers[i * NUMBERS_PER_DATAGRAM] = meta.port
+      numbers[i * NUMBERS_PER_DATAGRAM + 1] = meta.ecn
+      numbers[i * NUMBERS_PER_DATAGRAM + 2] = meta.segmentSize
+      if (meta.host !== undefined) (hosts ??= new Array<string | undefined>(count))[i] = meta.host
+      if (meta.source !== undefined) (sources ??= new Array<string | undefined>(count))[i] = meta.source
+    }
+    return native.udpSendQueued(handle, parts, numbers, hosts, sources)
   },
 }
 
