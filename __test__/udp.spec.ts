@@ -124,6 +124,42 @@ test.serial('received data is never reused: kept messages, long and short, GRO r
   })
 })
 
+/** Why the GSO refusal test cannot run here, or undefined when it can. */
+function udpLiteUnavailable(): string | undefined {
+  if (process.platform !== 'linux') return 'UDP-Lite and GSO are Linux only'
+  const probe = spawnSync('python3', ['-c', 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 136)'], { encoding: 'utf8' })
+  if (probe.error) return 'python3 (to make UDP-Lite sockets) is not installed'
+  if (probe.status !== 0) return `no UDP-Lite sockets here: ${probe.stderr.trim().split('\n').pop()}`
+  return undefined
+}
+
+// Two UDP-Lite sockets on loopback (the receiver bound), handed to the fixture as inherited fds.
+const UDP_LITE_PAIR = `
+import os, socket, sys
+rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 136)
+rx.bind(('127.0.0.1', 0))
+tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 136)
+for s in (rx, tx):
+    os.set_inheritable(s.fileno(), True)
+os.execv(sys.argv[1], sys.argv[1:] + [str(rx.fileno()), str(tx.fileno())])
+`
+
+const noUdpLite = udpLiteUnavailable()
+if (noUdpLite !== undefined) console.log(`udp.spec.ts: GSO refusal test skipped: ${noUdpLite}`)
+
+// The kernel refuses a GSO send with EIO where it cannot segment: devices without checksum
+// offload did until Linux 6.11 or so (now it checksums in software), UDP-Lite and IPsec still do.
+// UDP-Lite needs no device nor root, so it stands in for them here.
+;(noUdpLite === undefined ? test.serial : test.skip)('GSO refused (EIO): the datagrams go one by one, none lost, and the socket stops asking for GSO', async (t) => {
+  const child = spawnChild('python3', ['-c', UDP_LITE_PAIR, process.execPath, fixture('udp-netns-peer.mjs'), 'gso-refused'], [], 20_000)
+  const report = await child.json<{ gsoBefore: number; gsoAfter: number; got: Array<[number, number]> }>()
+  t.is((await child.exited).code, 0)
+  t.is(report.gsoBefore, 64, 'GSO probed as available')
+  t.is(report.gsoAfter, 1, 'after the refusal the socket cuts runs itself')
+  const expected = [[100, 40], ...Array.from({ length: 30 }, (_, i) => [1200, i]), [100, 30], ...Array.from({ length: 5 }, (_, i) => [1200, 31 + i])]
+  t.deepEqual(report.got, expected, 'every datagram, once, in order')
+})
+
 test.serial('timestamps, TTL, the local address and interface arrive with each datagram', async (t) => {
   await withoutLeaks(t, async () => {
     await using_(UdpSocket.bound(0, '0.0.0.0', { timestamps: true, ttl: true }), UdpSocket.bound(0, '127.0.0.1'), async (rx, tx) => {
