@@ -9,9 +9,9 @@
 // hands them to the kernel together, sendmmsg), "gso" (UdpSocket, 32-segment GSO buffers; the
 // receiver asks for GRO and takes each coalesced run whole).
 import dgram from 'node:dgram'
-import { createRequire } from 'node:module'
+import { loadSendmsg } from './lib/load-package.mjs'
 
-const { UdpSocket } = createRequire(import.meta.url)('..')
+const { UdpSocket } = await loadSendmsg()
 
 const SIZE = 1200
 const SEGMENTS = 32

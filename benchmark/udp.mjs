@@ -10,12 +10,12 @@
 // with their min–max.
 //
 //   node benchmark/udp.mjs            (--quick: fewer and shorter runs)
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { dirname, join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { runPair } from './lib/udp-pair.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const quick = process.argv.includes('--quick')
@@ -30,33 +30,10 @@ execFileSync(process.env.CC ?? 'cc', ['-O2', '-o', cPeer, join(here, 'native', '
 const node = (contender) => [process.execPath, [join(here, 'udp-peer.mjs'), '%ROLE%', contender]]
 const c = (mode) => [cPeer, ['%ROLE%', mode]]
 
-/** The first line of `child`'s stdout that parses as JSON, within `ms`. */
-function nextJson(lines, ms, what) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)
-    lines.once('line', (line) => {
-      clearTimeout(timer)
-      resolve(JSON.parse(line))
-    })
-  })
-}
-
-/** One run: receiver, then sender; datagrams per second as the receiver counted them. */
+/** One run: datagrams per second as the receiver counted them. */
 async function run([command, args], count) {
-  const withRole = (role) => args.map((arg) => (arg === '%ROLE%' ? role : arg))
-  const receiver = spawn(command, withRole('recv'), { stdio: ['ignore', 'pipe', 'inherit'] })
-  const lines = createInterface({ input: receiver.stdout })
-  let sender
-  try {
-    const { port } = await nextJson(lines, 10_000, 'receiver')
-    const warm = Math.max(2000, Math.round(count / 5))
-    sender = spawn(command, [...withRole('send'), String(port), String(warm), String(count)], { stdio: ['ignore', 'ignore', 'inherit'] })
-    const { received, seconds } = await nextJson(lines, 120_000, 'run')
-    return { rate: received / seconds, lost: count - received }
-  } finally {
-    sender?.kill()
-    receiver.kill()
-  }
+  const { received, seconds, lost } = await runPair(command, args, count, Math.max(2000, Math.round(count / 5)))
+  return { rate: received / seconds, lost }
 }
 
 async function measure(contender, count) {
