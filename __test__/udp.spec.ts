@@ -160,6 +160,38 @@ if (noUdpLite !== undefined) console.log(`udp.spec.ts: GSO refusal test skipped:
   t.deepEqual(report.got, expected, 'every datagram, once, in order')
 })
 
+test.serial('iterating: datagrams in order; the loop ends when the socket closes, and leaving it early closes the socket', async (t) => {
+  await withoutLeaks(t, async () => {
+    await using_(UdpSocket.bound(0, '127.0.0.1'), UdpSocket.bound(0, '127.0.0.1'), async (rx, tx) => {
+      for (let i = 0; i < 5; i++) await tx.sendTo(`datagram ${i}`, rx.address().port, '127.0.0.1')
+      const got: string[] = []
+      for await (const msg of rx) {
+        got.push(msg.data.toString())
+        if (got.length === 3) break
+      }
+      t.deepEqual(got, ['datagram 0', 'datagram 1', 'datagram 2'])
+      t.true(rx.closed, 'break closed the socket')
+    })
+    await using_(UdpSocket.bound(0, '127.0.0.1', { recvBufferSize: 4 << 20 }), UdpSocket.bound(0, '127.0.0.1'), async (rx, tx) => {
+      // More than the iterator queues, for a loop slower than they arrive: it pauses the socket
+      // (they wait in the receive buffer) and resumes it as the loop catches up.
+      const count = 1500
+      await Promise.all(Array.from({ length: count }, (_, i) => tx.sendTo(String(i), rx.address().port, '127.0.0.1')))
+      const got: number[] = []
+      const loop = (async () => {
+        for await (const msg of rx) {
+          got.push(Number(msg.data.toString()))
+          await new Promise(setImmediate)
+          if (got.length === count) rx.close()
+        }
+      })()
+      await loop
+      t.deepEqual(got, Array.from({ length: count }, (_, i) => i), 'every datagram, in order, then the end')
+    })
+    await settle()
+  })
+})
+
 test.serial('timestamps, TTL, the local address and interface arrive with each datagram', async (t) => {
   await withoutLeaks(t, async () => {
     await using_(UdpSocket.bound(0, '0.0.0.0', { timestamps: true, ttl: true }), UdpSocket.bound(0, '127.0.0.1'), async (rx, tx) => {
