@@ -208,8 +208,18 @@ impl SlotPool {
       return place(env, bytes);
     }
     let buffer = slot.buffer.get()?;
+    // The rest of the Buffer is uninitialized memory, reachable through the view's `.buffer`:
+    // it must not show whatever the process had there before.
+    // SAFETY: len <= size; the slot's memory is live (held) and not yet seen by JavaScript.
+    unsafe { std::ptr::write_bytes(slot.data.add(len), 0, self.size - len) };
     self.pointers[i] = std::ptr::null_mut();
     Some((buffer, slot.offset))
+  }
+
+  /// Environment teardown: the environment frees its own references, so ours must not be
+  /// deleted after it.
+  pub fn forget_for_teardown(self) {
+    std::mem::forget(self);
   }
 
   /// Forgets the slots handed out (JavaScript has them now).

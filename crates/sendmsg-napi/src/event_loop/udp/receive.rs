@@ -166,6 +166,11 @@ pub fn drain(socket: &Rc<EventSocket>) {
   SLOTS.set(pool);
 }
 
+/// Environment teardown: the receive Buffers' references belong to the environment going away.
+pub fn forget_for_teardown() {
+  SLOTS.take().forget_for_teardown();
+}
+
 fn double(env: sys::napi_env, n: f64) -> sys::napi_value {
   let mut value = std::ptr::null_mut();
   // SAFETY: env is live.
