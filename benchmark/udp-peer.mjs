@@ -1,4 +1,4 @@
-// The Node contenders of benchmark/udp.mjs, with the protocol and flow control of
+// The Node contenders of the UDP rows of run.mjs (run by udp-pair.mjs), with the protocol and flow control of
 // native/udp-peer.c (read its header):
 //
 //   node udp-peer.mjs recv <contender>

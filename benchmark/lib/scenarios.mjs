@@ -104,8 +104,8 @@ export function scenarios({ cPeer, udpPeer, ceilingError, compare, runtimes = []
       : [],
   })
 
-  // UDP: each run is a receiver and a sender of one contender, counted by the receiver. Warm-up
-  // as benchmark/udp.mjs has it: a fifth of the timed datagrams, at least 2,000.
+  // UDP: each run is a receiver and a sender of one contender, counted by the receiver. Warm-up:
+  // a fifth of the timed datagrams, at least 2,000 (each process warms up on its own datagrams).
   const udpPair = (id, label, count, command, args, env) => {
     const warm = String(Math.max(2000, Math.round(Number(count) / 5)))
     return { id, label, command: node, args: ['udp-pair.mjs', count, warm, command, ...args], env }

@@ -1,7 +1,7 @@
 // One run of a one-way UDP benchmark: a receiver and a sender of the same contender (udp-peer.mjs
 // or native/udp-peer.c, which describe the protocol and the flow control), the receiver started
-// first; the rate is what the receiver counted. Used by udp.mjs and, through ../udp-pair.mjs, by
-// run.mjs (whose placement, pinned or free, the two processes inherit).
+// first; the rate is what the receiver counted. Run through ../udp-pair.mjs by run.mjs, whose
+// placement (pinned or free) the two processes inherit.
 import { spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
 
