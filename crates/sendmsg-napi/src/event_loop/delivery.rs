@@ -100,8 +100,8 @@ pub fn forget_for_teardown() {
 // receiver's time. Instead, UDP datagrams are received into Buffers made beforehand, one per slot
 // of the batch (a [`SlotPool`]): a long message is handed to JavaScript as the Buffer it arrived
 // in, and the kernel's copy is the only one. A short one is copied into the slab as before (a
-// cache-hot copy, and a 64 KB slot is not pinned for a 1,200-byte datagram); its slot is used
-// again. A slot's memory is written only while JavaScript has never seen it, and never after.
+// cache-hot copy, and a Buffer is not pinned for a 1,200-byte datagram); its slot is used again.
+// A slot's memory is written only while JavaScript has never seen it, and never after.
 //
 // Tried first and measured slower: one large arena per many receives, handed out as views (its
 // fresh memory cost a page fault every 4 KB, more than the copy saved), and memory of our own
@@ -165,47 +165,70 @@ fn array_buffer_of(
 }
 
 /// Buffers to receive into, all of one size, none ever seen by JavaScript.
+///
+/// Their size adapts: it starts at [`HAND_OVER_AT`] (shorter messages are copied anyway) and
+/// grows to the longest message seen (in 4 KB steps, up to the socket's largest), since a message
+/// longer than its Buffer is received whole into the batch's own memory and copied. So a Buffer
+/// handed over is about as long as what it holds, and little of it is left to zero.
 #[derive(Default)]
 pub struct SlotPool {
+  /// The largest message a receive takes (the batch's slot size): Buffers are never longer.
+  limit: usize,
+  /// The length of the Buffers.
   size: usize,
+  /// Set by a message longer than `size`: the length to use from the next receive on.
+  grow_to: usize,
   slots: Vec<PoolSlot>,
   pointers: Vec<*mut u8>,
 }
 
 impl SlotPool {
-  /// The memory of `count` slots of `size` bytes each, to receive into (made as needed). `None`
+  /// The memory of `count` Buffers to receive into (made as needed), and their length. `None`
   /// when no Buffer can be made (out of memory).
-  pub fn slots(&mut self, env: sys::napi_env, count: usize, size: usize) -> Option<&[*mut u8]> {
-    if self.size != size {
+  pub fn slots(
+    &mut self,
+    env: sys::napi_env,
+    count: usize,
+    limit: usize,
+  ) -> Option<(&[*mut u8], usize)> {
+    if self.limit != limit {
       self.slots.clear();
-      self.size = size;
+      self.limit = limit;
+      self.size = HAND_OVER_AT.min(limit);
+      self.grow_to = 0;
     }
     while self.slots.len() < count {
-      self.slots.push(PoolSlot::new(env, size)?);
+      self.slots.push(PoolSlot::new(env, self.size)?);
     }
     self.pointers.clear();
     self
       .pointers
       .extend(self.slots[..count].iter().map(|slot| slot.data));
-    Some(&self.pointers)
+    Some((&self.pointers, self.size))
   }
 
-  /// Hands out the `len` bytes received into slot `i` of the last [`slots`](Self::slots): the
-  /// ArrayBuffer holding them and their offset there. A long message leaves in its own Buffer
-  /// (the slot is replaced at the next receive); a short one is copied into the slab. Call for
-  /// every message of a receive before any JavaScript runs, in any order; then
-  /// [`refill`](Self::refill).
+  /// Hands out message `i` of the last receive (`len` bytes; `lent`: in slot `i`'s Buffer, else
+  /// `data` is where the batch has it): the ArrayBuffer holding it and its offset there. A long
+  /// message in its Buffer leaves in it (the slot is replaced at the next receive); anything else
+  /// is copied into the slab. Call for every message of a receive before any JavaScript runs, in
+  /// any order; then [`refill`](Self::refill).
   pub fn hand_out(
     &mut self,
     env: sys::napi_env,
     i: usize,
-    len: usize,
+    data: &[u8],
+    lent: bool,
   ) -> Option<(sys::napi_value, usize)> {
+    let len = data.len();
+    if !lent {
+      if len > self.size {
+        self.grow_to = self.grow_to.max(len.next_multiple_of(4096).min(self.limit));
+      }
+      return place(env, data);
+    }
     let slot = &self.slots[i];
     if len < HAND_OVER_AT {
-      // SAFETY: the kernel wrote `len` bytes into this slot, which JavaScript has never seen.
-      let bytes = unsafe { std::slice::from_raw_parts(slot.data, len) };
-      return place(env, bytes);
+      return place(env, data);
     }
     let buffer = slot.buffer.get()?;
     // The rest of the Buffer is uninitialized memory, reachable through the view's `.buffer`:
@@ -222,8 +245,14 @@ impl SlotPool {
     std::mem::forget(self);
   }
 
-  /// Forgets the slots handed out (JavaScript has them now).
+  /// Forgets the slots handed out (JavaScript has them now), and the rest too when a message
+  /// longer than them came: longer ones are made from then on.
   pub fn refill(&mut self) {
+    if self.grow_to > self.size {
+      self.size = self.grow_to;
+      self.slots.clear();
+      return;
+    }
     let mut i = 0;
     self.slots.retain(|_| {
       let kept = self

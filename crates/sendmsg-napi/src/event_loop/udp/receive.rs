@@ -88,13 +88,13 @@ pub fn drain(socket: &Rc<EventSocket>) {
       socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
       break;
     }
-    let Some(slots) = pool.slots(socket.env, capacity, slot_size) else {
+    let Some((slots, lent_len)) = pool.slots(socket.env, capacity, slot_size) else {
       socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
       break;
     };
     // SAFETY: the pool's Buffers, which JavaScript has not seen; the messages are taken out of
     // them (below) before any JavaScript runs.
-    let result = unsafe { batch.recv_into(socket.fd, capacity, slots) };
+    let result = unsafe { batch.recv_into(socket.fd, capacity, slots, lent_len) };
     let received = match result {
       Ok(received) => received,
       Err(err) if is_icmp_errno(err.errno) => {
@@ -123,7 +123,7 @@ pub fn drain(socket: &Rc<EventSocket>) {
     for i in 0..received {
       let message = batch.message(i);
       let meta = recv::meta_of(&message);
-      let Some((slab, offset)) = pool.hand_out(socket.env, i, meta.len) else {
+      let Some((slab, offset)) = pool.hand_out(socket.env, i, message.data, message.lent) else {
         break;
       };
       placed.push((slab, offset, meta, message.flags));
