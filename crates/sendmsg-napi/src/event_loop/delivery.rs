@@ -106,7 +106,7 @@ pub fn forget_for_teardown() {
 // Tried first and measured slower: one large arena per many receives, handed out as views (its
 // fresh memory cost a page fault every 4 KB, more than the copy saved), and memory of our own
 // lent as an external ArrayBuffer (Node frees those only in full mark-compact collections, which
-// then ran every few milliseconds). A 64 KB Buffer comes from malloc's recycled heap instead.
+// then ran every few milliseconds). A Buffer of at most 64 KB comes from malloc's recycled heap.
 
 /// Messages at least this long are handed out in the Buffer they arrived in; shorter ones are
 /// copied into the slab.
