@@ -19,7 +19,7 @@ export type { UnixSocketOptions, ConnectOptions, SendOptions, UnixSocketEvents }
 export { UnixServer } from './lib/server'
 export type { UnixServerOptions, UnixServerEvents } from './lib/server'
 export { UdpSocket, UdpMessage, ECN_NOT_ECT, ECN_ECT1, ECN_ECT0, ECN_CE } from './lib/udp'
-export type { UdpType, UdpSocketOptions, UdpSendOptions, IcmpError } from './lib/udp'
+export type { UdpType, UdpSocketOptions, UdpSendOptions, UdpSocketEvents, IcmpError } from './lib/udp'
 export { Message } from './lib/message'
 export { ReceivedFd } from './lib/received-fd'
 export { peerCredentials, scmCredentials, credentialsFromAncillary, passCredentials } from './lib/credentials'

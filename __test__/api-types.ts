@@ -24,8 +24,10 @@ import {
   workerListeners,
   type Credentials,
   type DescriptorLike,
+  type IcmpError,
   type Message,
   type ReceivedFd,
+  type UdpMessage,
 } from 'sendmsg'
 
 declare const sock: UnixSocket
@@ -34,6 +36,7 @@ declare const channel: FrameChannel
 declare const netServer: net.Server
 declare const netSocket: net.Socket
 declare const udp: dgram.Socket
+declare const udpSocket: UdpSocket
 declare const received: ReceivedFd
 declare function expectType<T>(value: T): void
 
@@ -50,6 +53,18 @@ export async function events(): Promise<void> {
   sock.on('message', (msg: string) => msg)
   // @ts-expect-error 'end' carries nothing
   sock.on('end', (what: string) => what)
+
+  udpSocket.on('message', (msg) => expectType<UdpMessage>(msg))
+  udpSocket.on('message', (msg) => expectType<number>(msg.port + msg.stride))
+  udpSocket.on('icmpError', (error) => expectType<IcmpError>(error))
+  udpSocket.on('icmpError', (error) => expectType<number | undefined>(error.mtu))
+  udpSocket.on('drain', () => {})
+  udpSocket.on('close', () => {})
+  // @ts-expect-error a misspelt event name
+  udpSocket.on('mesage', () => {})
+  // @ts-expect-error a datagram is a UdpMessage, not Node's (msg, rinfo)
+  udpSocket.on('message', (msg: Buffer, rinfo: dgram.RemoteInfo) => [msg, rinfo])
+  for await (const msg of udpSocket) expectType<UdpMessage>(msg)
 
   server.on('connection', (socket) => expectType<UnixSocket>(socket))
   server.on('listening', () => {})

@@ -29,8 +29,8 @@ for (const how of ['terminate', 'process.exit', 'unref'] as const) {
     const before = openFds()
     const worker = new Worker(fixture('worker-with-sockets.mjs'), { workerData: { how, id: how } })
     const [{ fds }] = (await once(worker, 'message')) as [{ fds: number[] }]
-    t.is(fds.length, 6)
-    t.true(openFds() >= before + 6)
+    t.is(fds.length, 8)
+    t.true(openFds() >= before + 8)
     if (how === 'terminate') await worker.terminate()
     const [code] = how === 'terminate' ? [1] : await once(worker, 'exit')
     if (how === 'process.exit') t.is(code, 3)

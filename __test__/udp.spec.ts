@@ -85,6 +85,113 @@ test.serial('GRO: a coalesced run is split for the user, or handed whole with it
   })
 })
 
+test.serial('received data is never reused: kept messages, long and short, GRO runs whole or split, keep their bytes', async (t) => {
+  await withoutLeaks(t, async () => {
+    // Long datagrams arrive in Buffers of their own (no copy), short ones are copied out: either
+    // way a message kept while later batches are received keeps what it had.
+    const sizes = [20_000, 1200, 60_000, 16_383, 16_384, 9, 40_000, 0, 30_000, 1]
+    const rounds = 6
+    const payload = (round: number, i: number) => Buffer.alloc(sizes[i], (round * sizes.length + i) % 251)
+    await using_(UdpSocket.bound(0, '127.0.0.1', { recvBufferSize: 4 << 20 }), UdpSocket.bound(0, '127.0.0.1', { sendBufferSize: 4 << 20 }), async (rx, tx) => {
+      const arrived = messages(rx, rounds * sizes.length, 5000)
+      for (let round = 0; round < rounds; round++) {
+        await Promise.all(sizes.map((_, i) => tx.sendTo(payload(round, i), rx.address().port, '127.0.0.1')))
+      }
+      const got = await arrived
+      got.forEach((m, n) => t.true(m.data.equals(payload(Math.floor(n / sizes.length), n % sizes.length)), `datagram ${n}`))
+    })
+    for (const splitSegments of [false, true]) {
+      await using_(UdpSocket.bound(0, '127.0.0.1', { gro: true, splitSegments, recvBufferSize: 4 << 20 }), UdpSocket.bound(0, '127.0.0.1'), async (rx, tx) => {
+        const runs = Array.from({ length: 8 }, (_, r) => Buffer.from(Array.from({ length: 1200 * 30 }, (_, i) => (r * 7 + Math.floor(i / 1200)) % 256)))
+        const kept: Buffer[] = []
+        let datagrams = 0
+        const all = new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`only ${datagrams} datagrams arrived`)), 5000)
+          rx.on('message', (m: UdpMessage) => {
+            kept.push(m.data)
+            datagrams += m.segments
+            if (datagrams < runs.length * 30) return
+            clearTimeout(timer)
+            resolve()
+          })
+        })
+        for (const run of runs) await tx.sendTo(run, rx.address().port, '127.0.0.1', { segmentSize: 1200 })
+        await all
+        t.true(Buffer.concat(kept).equals(Buffer.concat(runs)), splitSegments ? 'split' : 'whole')
+      })
+    }
+    await settle()
+  })
+})
+
+/** Why the GSO refusal test cannot run here, or undefined when it can. */
+function udpLiteUnavailable(): string | undefined {
+  if (process.platform !== 'linux') return 'UDP-Lite and GSO are Linux only'
+  const probe = spawnSync('python3', ['-c', 'import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 136)'], { encoding: 'utf8' })
+  if (probe.error) return 'python3 (to make UDP-Lite sockets) is not installed'
+  if (probe.status !== 0) return `no UDP-Lite sockets here: ${probe.stderr.trim().split('\n').pop()}`
+  return undefined
+}
+
+// Two UDP-Lite sockets on loopback (the receiver bound), handed to the fixture as inherited fds.
+const UDP_LITE_PAIR = `
+import os, socket, sys
+rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 136)
+rx.bind(('127.0.0.1', 0))
+tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 136)
+for s in (rx, tx):
+    os.set_inheritable(s.fileno(), True)
+os.execv(sys.argv[1], sys.argv[1:] + [str(rx.fileno()), str(tx.fileno())])
+`
+
+const noUdpLite = udpLiteUnavailable()
+if (noUdpLite !== undefined) console.log(`udp.spec.ts: GSO refusal test skipped: ${noUdpLite}`)
+
+// The kernel refuses a GSO send with EIO where it cannot segment: devices without checksum
+// offload did until Linux 6.11 or so (now it checksums in software), UDP-Lite and IPsec still do.
+// UDP-Lite needs no device nor root, so it stands in for them here.
+;(noUdpLite === undefined ? test.serial : test.skip)('GSO refused (EIO): the datagrams go one by one, none lost, and the socket stops asking for GSO', async (t) => {
+  const child = spawnChild('python3', ['-c', UDP_LITE_PAIR, process.execPath, fixture('udp-netns-peer.mjs'), 'gso-refused'], [], 20_000)
+  const report = await child.json<{ gsoBefore: number; gsoAfter: number; got: Array<[number, number]> }>()
+  t.is((await child.exited).code, 0)
+  t.is(report.gsoBefore, 64, 'GSO probed as available')
+  t.is(report.gsoAfter, 1, 'after the refusal the socket cuts runs itself')
+  const expected = [[100, 40], ...Array.from({ length: 30 }, (_, i) => [1200, i]), [100, 30], ...Array.from({ length: 5 }, (_, i) => [1200, 31 + i])]
+  t.deepEqual(report.got, expected, 'every datagram, once, in order')
+})
+
+test.serial('iterating: datagrams in order; the loop ends when the socket closes, and leaving it early closes the socket', async (t) => {
+  await withoutLeaks(t, async () => {
+    await using_(UdpSocket.bound(0, '127.0.0.1'), UdpSocket.bound(0, '127.0.0.1'), async (rx, tx) => {
+      for (let i = 0; i < 5; i++) await tx.sendTo(`datagram ${i}`, rx.address().port, '127.0.0.1')
+      const got: string[] = []
+      for await (const msg of rx) {
+        got.push(msg.data.toString())
+        if (got.length === 3) break
+      }
+      t.deepEqual(got, ['datagram 0', 'datagram 1', 'datagram 2'])
+      t.true(rx.closed, 'break closed the socket')
+    })
+    await using_(UdpSocket.bound(0, '127.0.0.1', { recvBufferSize: 4 << 20 }), UdpSocket.bound(0, '127.0.0.1'), async (rx, tx) => {
+      // More than the iterator queues, for a loop slower than they arrive: it pauses the socket
+      // (they wait in the receive buffer) and resumes it as the loop catches up.
+      const count = 1500
+      await Promise.all(Array.from({ length: count }, (_, i) => tx.sendTo(String(i), rx.address().port, '127.0.0.1')))
+      const got: number[] = []
+      const loop = (async () => {
+        for await (const msg of rx) {
+          got.push(Number(msg.data.toString()))
+          await new Promise(setImmediate)
+          if (got.length === count) rx.close()
+        }
+      })()
+      await loop
+      t.deepEqual(got, Array.from({ length: count }, (_, i) => i), 'every datagram, in order, then the end')
+    })
+    await settle()
+  })
+})
+
 test.serial('timestamps, TTL, the local address and interface arrive with each datagram', async (t) => {
   await withoutLeaks(t, async () => {
     await using_(UdpSocket.bound(0, '0.0.0.0', { timestamps: true, ttl: true }), UdpSocket.bound(0, '127.0.0.1'), async (rx, tx) => {

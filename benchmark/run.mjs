@@ -61,10 +61,10 @@ const progress = (text, rowStart) => {
   else if (rowStart) console.error(text)
 }
 
-const { cPeer, ceilingError } = buildNative()
+const { cPeer, udpPeer, ceilingError } = buildNative()
 if (ceilingError) console.error(`run.mjs: the minimal Node-API addon was not built, its rows will say so:\n${ceilingError}`)
 const runtimes = options.runtimes.map((name) => ({ name, ...runtimeCommand(name) }))
-const rowsToRun = scenarios({ cPeer, ceilingError, compare: options.compare, runtimes, scale: SCALE }).filter(
+const rowsToRun = scenarios({ cPeer, udpPeer, ceilingError, compare: options.compare, runtimes, scale: SCALE }).filter(
   (row) => options.only.length === 0 || options.only.some((text) => row.name.includes(text)),
 )
 const pinnable = canPin()

@@ -1,4 +1,4 @@
-// The Node contenders of benchmark/udp.mjs, with the protocol and flow control of
+// The Node contenders of the UDP rows of run.mjs (run by udp-pair.mjs), with the protocol and flow control of
 // native/udp-peer.c (read its header):
 //
 //   node udp-peer.mjs recv <contender>
@@ -9,9 +9,9 @@
 // hands them to the kernel together, sendmmsg), "gso" (UdpSocket, 32-segment GSO buffers; the
 // receiver asks for GRO and takes each coalesced run whole).
 import dgram from 'node:dgram'
-import { createRequire } from 'node:module'
+import { loadSendmsg } from './lib/load-package.mjs'
 
-const { UdpSocket } = createRequire(import.meta.url)('..')
+const { UdpSocket } = await loadSendmsg()
 
 const SIZE = 1200
 const SEGMENTS = 32

@@ -115,14 +115,37 @@ interface DatagramMeta {
   source: string | undefined
 }
 
+/** Numbers per datagram in `udpSendQueued`'s flat array: port, ECN, segment size. */
+const NUMBERS_PER_DATAGRAM = 3
+
 /** The UDP calls of the binding, for the shared send queue. */
 const udpTransport: SendTransport = {
   sendOne(handle, message, data) {
     const meta = message.meta as DatagramMeta
     return native.udpSend(handle, data, meta.host, meta.port, meta.ecn, meta.segmentSize, meta.source)
   },
+  /**
+   * `queue[from..from + count]` laid out as flat arrays, as the queue does for AF_UNIX batches
+   * (`#sendBatch`): the binding reads a batch with a few Node-API calls, not a property read per
+   * field and datagram (see udpSendQueued in binding.d.ts).
+   */
   sendQueued(handle, queue, from, count) {
-    return native.udpSendQueued(handle, queue as unknown as Array<{ parts: Uint8Array[]; meta: DatagramMeta }>, from, count)
+    const parts = new Array<Uint8Array>(count)
+    const numbers = new Int32Array(count * NUMBERS_PER_DATAGRAM)
+    let hosts: Array<string | undefined> | undefined
+    let sources: Array<string | undefined> | undefined
+    for (let i = 0; i < count; i++) {
+      const entry = queue[from + i]!
+      const meta = entry.meta as DatagramMeta
+      // One part per datagram (#enqueue).
+      parts[i] = entry.parts[0]!
+      numbers[i * NUMBERS_PER_DATAGRAM] = meta.port
+      numbers[i * NUMBERS_PER_DATAGRAM + 1] = meta.ecn
+      numbers[i * NUMBERS_PER_DATAGRAM + 2] = meta.segmentSize
+      if (meta.host !== undefined) (hosts ??= new Array<string | undefined>(count))[i] = meta.host
+      if (meta.source !== undefined) (sources ??= new Array<string | undefined>(count))[i] = meta.source
+    }
+    return native.udpSendQueued(handle, parts, numbers, hosts, sources)
   },
 }
 
@@ -207,6 +230,8 @@ export class UdpMessage {
 }
 
 const MSG_TRUNC = constants.MSG_TRUNC
+/** Datagrams an iterator holds before it pauses the socket. */
+const ITERATOR_QUEUE_LIMIT = 1024
 /** The largest UDP payload (65,535 less the UDP and IPv4 headers); a GSO buffer too. */
 const MAX_UDP_PAYLOAD = 65_507
 
@@ -231,6 +256,24 @@ export interface IcmpError extends Error {
   /** The destination of the datagram that met it. */
   address?: string
   port?: number
+}
+
+/**
+ * The events of a {@link UdpSocket} and what their listeners get.
+ *
+ * @example UdpSocket.bound(4433).on('message', (msg) => console.log(msg.address, msg.data.length))
+ */
+export interface UdpSocketEvents {
+  /** A datagram arrived (or, with `gro` and `splitSegments: false`, a run of them). */
+  message: [message: UdpMessage]
+  /** The kernel reported an ICMP error for a datagram this socket sent; the socket goes on. */
+  icmpError: [error: IcmpError]
+  /** Queued sends went out. */
+  drain: []
+  /** A receive error; 'close' follows. */
+  error: [error: Error]
+  /** The socket closed. */
+  close: []
 }
 
 type Lifecycle = 'open' | 'closed'
@@ -301,14 +344,14 @@ let opening: { from: AdoptionSource; type: UdpType; options: CheckedOptions } | 
 /**
  * A UDP socket in the event loop with per-datagram metadata.
  *
- * Events: `'message'` (a {@link UdpMessage}), `'icmpError'` (an {@link IcmpError}), `'drain'`,
- * `'error'`, `'close'`.
+ * Events ({@link UdpSocketEvents}): `'message'` (a {@link UdpMessage}), `'icmpError'` (an
+ * {@link IcmpError}), `'drain'`, `'error'`, `'close'`. Or iterate: `for await (const msg of socket)`.
  *
  * @example
  * const server = UdpSocket.bound(4433, '::', { type: 'udp6' })
  * server.on('message', (msg) => server.sendTo(msg.data, msg.port, msg.address, { sourceAddress: msg.localAddress }))
  */
-export class UdpSocket extends EventEmitter implements AsyncDisposable {
+export class UdpSocket extends EventEmitter<UdpSocketEvents> implements AsyncIterable<UdpMessage>, AsyncDisposable {
   readonly #type: UdpType
   readonly #handle: SocketHandle
   readonly #fd: number
@@ -335,10 +378,12 @@ export class UdpSocket extends EventEmitter implements AsyncDisposable {
     this.#fd = native.socketFd(this.#handle)
     this.#sends = new SendQueue(this.#handle, 'dgram', { drained: () => this.emit('drain'), emptied: () => {} }, udpTransport)
     collectedWhileOpen.register(this, `A UdpSocket (fd ${this.#fd})`, this)
-    this.on('newListener', (event) => {
+    // Node's own events, which the typed map of the socket's events leaves out.
+    const emitter = this as EventEmitter
+    emitter.on('newListener', (event) => {
       if (event === 'message' || event === 'icmpError') queueMicrotask(() => this.#updateReading())
     })
-    this.on('removeListener', (event) => {
+    emitter.on('removeListener', (event) => {
       if (event === 'message' || event === 'icmpError') this.#updateReading()
     })
   }
@@ -564,6 +609,83 @@ export class UdpSocket extends EventEmitter implements AsyncDisposable {
     native.socketSetReading(this.#handle, want)
   }
 
+  /**
+   * Iterates over received datagrams. Datagrams that arrive faster than the loop takes them wait
+   * in a queue of up to 1,024; beyond that the socket pauses, and they wait in the kernel's
+   * receive buffer (which drops what does not fit, as for any UDP socket). The loop ends when
+   * the socket closes, throws on a receive error, and leaving it early (`break`, `return`, a
+   * throw) closes the socket. 'icmpError' events are not part of it: listen for them as well.
+   *
+   * @example for await (const msg of UdpSocket.bound(4433)) console.log(msg.address, msg.data.length)
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<UdpMessage> {
+    const queue: UdpMessage[] = []
+    let head = 0
+    let failure: Error | undefined
+    let ended = this.closed
+    let wake: (() => void) | undefined
+    let pausedByUs = false
+    const onMessage = (message: UdpMessage) => {
+      queue.push(message)
+      if (queue.length - head >= ITERATOR_QUEUE_LIMIT && !this.#paused) {
+        pausedByUs = true
+        this.pause()
+      }
+      wake?.()
+    }
+    const onError = (error: Error) => {
+      failure = error
+      wake?.()
+    }
+    const onClose = () => {
+      ended = true
+      wake?.()
+    }
+    this.on('message', onMessage)
+    this.on('error', onError)
+    this.on('close', onClose)
+    const detach = () => {
+      this.off('message', onMessage)
+      this.off('error', onError)
+      this.off('close', onClose)
+    }
+    const iterator: AsyncIterableIterator<UdpMessage> = {
+      next: async () => {
+        for (;;) {
+          if (head < queue.length) {
+            const message = queue[head]!
+            queue[head++] = undefined as unknown as UdpMessage
+            if (head === queue.length) queue.length = head = 0
+            if (pausedByUs && queue.length - head < ITERATOR_QUEUE_LIMIT / 2) {
+              pausedByUs = false
+              this.resume()
+            }
+            return { value: message, done: false }
+          }
+          if (failure !== undefined) {
+            detach()
+            throw failure
+          }
+          if (ended) {
+            detach()
+            return { value: undefined, done: true }
+          }
+          await new Promise<void>((resolve) => (wake = resolve))
+          wake = undefined
+        }
+      },
+      return: async () => {
+        detach()
+        this.close()
+        return { value: undefined, done: true }
+      },
+      [Symbol.asyncIterator]() {
+        return iterator
+      },
+    }
+    return iterator
+  }
+
   // Lifetime ----------------------------------------------------------------------------------
 
   /** Closes the socket now: queued sends reject with ERR_SOCKET_CLOSED; 'close' follows. Idempotent. */
@@ -639,7 +761,7 @@ export class UdpSocket extends EventEmitter implements AsyncDisposable {
       this.close()
     },
     icmpError(this: UdpSocket, error: Error): void {
-      this.emit('icmpError', error)
+      this.emit('icmpError', error as IcmpError)
     },
   }
 

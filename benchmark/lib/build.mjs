@@ -1,5 +1,5 @@
-// Compiles the benchmark's two native contenders at run time into benchmark/.build/ (ignored by
-// git; nothing native is committed): the C peer, and the minimal Node-API addon ("the ceiling"),
+// Compiles the benchmark's native contenders at run time into benchmark/.build/ (ignored by
+// git; nothing native is committed): the C peers (AF_UNIX and UDP), and the minimal Node-API addon ("the ceiling"),
 // built against the headers of the very Node that runs the benchmark.
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync } from 'node:fs'
@@ -25,7 +25,7 @@ function nodeHeaders() {
 }
 
 /**
- * Builds both. Returns { cPeer, ceilingError }: the C peer is required (throws), the addon is
+ * Builds them. Returns { cPeer, udpPeer, ceilingError }: the C peers are required (throw), the addon is
  * optional (its row then says why it is missing: a missing piece is reported, not faked).
  */
 export function buildNative() {
@@ -33,6 +33,9 @@ export function buildNative() {
   const cPeer = join(buildDir, 'peer')
   const peerError = compile(['-o', cPeer, join(benchmarkDir, 'native', 'peer.c')])
   if (peerError) throw new Error(`could not build the C peer: ${peerError}`)
+  const udpPeer = join(buildDir, 'udp-peer')
+  const udpError = compile(['-o', udpPeer, join(benchmarkDir, 'native', 'udp-peer.c')])
+  if (udpError) throw new Error(`could not build the C UDP peer: ${udpError}`)
   const headers = nodeHeaders()
   let ceilingError
   if (!headers) {
@@ -42,5 +45,5 @@ export function buildNative() {
     const shared = process.platform === 'darwin' ? ['-bundle', '-undefined', 'dynamic_lookup'] : ['-shared', '-fPIC']
     ceilingError = compile([...shared, '-I', headers, '-o', join(buildDir, 'ceiling.node'), join(benchmarkDir, 'native', 'ceiling.c')])
   }
-  return { cPeer, ceilingError }
+  return { cPeer, udpPeer, ceilingError }
 }

@@ -9,6 +9,9 @@
 //   sendmsg    this package (sendmsg-peer.mjs), through its public API only
 //   Node net   Node's own net module (net-peer.mjs): round trips without descriptors
 //   Node IPC   Node's subprocess.send(message, handle) (node-ipc-peer.mjs): listening sockets
+//   UDP rows   1,200-byte datagrams one way, receiver and sender run by udp-pair.mjs: Node's dgram,
+//              UdpSocket (udp-peer.mjs) and C (native/udp-peer.c), per datagram, batched
+//              (sendmmsg/recvmmsg) and with GSO+GRO, all with the same flow control
 // With --compare=<checkout>, every sendmsg contender gets a twin running that checkout's build;
 // with --runtimes, one per runtime named (Node with the poller thread, Bun, Deno), each measured
 // against C in the same run like every contender.
@@ -25,7 +28,7 @@ const ROUND_TRIP_WARMUP = 30_000
  * The rows, for one session. `scale` shortens the timed part (--quick); the warm-up is never
  * shortened, since a cold run measures the compiler, not the code.
  */
-export function scenarios({ cPeer, ceilingError, compare, runtimes = [], scale }) {
+export function scenarios({ cPeer, udpPeer, ceilingError, compare, runtimes = [], scale }) {
   const timed = (count, minimum = 1000) => String(Math.max(minimum, Math.round(count * scale)))
   const node = process.execPath
 
@@ -101,6 +104,29 @@ export function scenarios({ cPeer, ceilingError, compare, runtimes = [], scale }
       : [],
   })
 
+  // UDP: each run is a receiver and a sender of one contender, counted by the receiver. Warm-up:
+  // a fifth of the timed datagrams, at least 2,000 (each process warms up on its own datagrams).
+  const udpPair = (id, label, count, command, args, env) => {
+    const warm = String(Math.max(2000, Math.round(Number(count) / 5)))
+    return { id, label, command: node, args: ['udp-pair.mjs', count, warm, command, ...args], env }
+  }
+  const udpRow = ({ name, mode, count, withDgram, targets = [] }) => {
+    const n = timed(count, 5000)
+    const ours = udpPair('sendmsg', `sendmsg UdpSocket (${mode})`, n, node, ['udp-peer.mjs', '%ROLE%', mode])
+    return {
+      name,
+      unit: 'datagrams/s',
+      perMessage: 1,
+      contenders: [
+        udpPair('c', `C (${mode})`, n, udpPeer, ['%ROLE%', mode]),
+        ...(withDgram ? [udpPair('dgram', "Node's dgram", n, node, ['udp-peer.mjs', '%ROLE%', 'dgram'])] : []),
+        ours,
+        ...(compare ? [{ ...ours, id: 'sendmsg@compare', label: `${ours.label} (${compare})`, env: { [PACKAGE_ENV]: compare }, comparedWith: 'sendmsg' }] : []),
+      ],
+      targets,
+    }
+  }
+
   const handoffs = timed(20_000)
   // Node's handle passing is 10-30x slower: fewer of them. Its rate still rises after 1,000
   // handoffs of warm-up (measured: 6,200/s cold, 7,300/s after 1,000, 9,200/s after 3,000).
@@ -131,5 +157,17 @@ export function scenarios({ cPeer, ceilingError, compare, runtimes = [], scale }
       reference: 'node-ipc',
       targets: [{ contender: 'sendmsg', against: 'node-ipc', atLeast: 20 }],
     },
+    udpRow({ name: 'UDP 1,200 B one way, a send per datagram', mode: 'plain', count: 150_000, withDgram: true }),
+    udpRow({ name: 'UDP 1,200 B one way, batched', mode: 'batch', count: 200_000 }),
+    udpRow({
+      name: 'UDP 1,200 B one way, GSO + GRO',
+      mode: 'gso',
+      count: 1_000_000,
+      withDgram: true,
+      targets: [
+        { contender: 'sendmsg', against: 'dgram', atLeast: 5 },
+        { contender: 'sendmsg', against: 'c', atLeast: 0.75 },
+      ],
+    }),
   ]
 }

@@ -1,4 +1,4 @@
-// The C contender of benchmark/udp.mjs: one-way 1,200-byte datagrams on loopback, in the same
+// The C contender of the UDP rows of run.mjs: one-way 1,200-byte datagrams on loopback, in the same
 // three modes and with the same protocol as the Node peers (udp-peer.mjs):
 //
 //   udp-peer recv <mode>                        prints {"port":N}, then {"received":N,"seconds":S}

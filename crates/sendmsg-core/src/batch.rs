@@ -43,6 +43,8 @@ struct Slot {
   /// Where the sender's pidfd (SCM_PIDFD) is in `pidfds`, if one came.
   pidfd: Option<usize>,
   other: Range<usize>,
+  /// Longer than its lent memory: the whole message is in the batch's own memory instead.
+  spilled: bool,
 }
 
 /// Scratch space and results for receiving up to `capacity` messages in one call.
@@ -68,6 +70,10 @@ pub struct RecvBatch {
   pidfds: Vec<Option<OwnedFd>>,
   /// Control messages that carry no descriptors (credentials, ...).
   other: Vec<ReceivedCmsg>,
+  /// Memory lent by the caller for the last receive's data (`recv_into`): slot `i`'s at
+  /// `lent[i]`, `lent_len` bytes; empty when the batch's own `data` is used.
+  lent: Vec<*mut u8>,
+  lent_len: usize,
 }
 
 /// A view of one received message.
@@ -81,6 +87,8 @@ pub struct BatchMessage<'a> {
   pub has_pidfd: bool,
   /// Control messages other than descriptors.
   pub other: &'a [ReceivedCmsg],
+  /// The data is in the memory lent for its slot (`recv_into`), not in the batch's own.
+  pub lent: bool,
   /// The sender's address when asked for and given.
   pub address: Option<SockaddrStorage>,
 }
@@ -123,8 +131,9 @@ impl RecvBatch {
       // SAFETY: sockaddr_storage is plain data; all-zero is valid.
       self.names.resize(capacity, unsafe { std::mem::zeroed() });
     }
+    // Two per slot: lent memory, and the batch's own for what does not fit in it.
     self.iovecs.resize(
-      capacity,
+      2 * capacity,
       libc::iovec {
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
@@ -153,6 +162,46 @@ impl RecvBatch {
   /// zero when nothing was waiting. The previous results are released first. The ECONNRESET a
   /// dead peer leaves before its last messages is never returned: the receive is made again.
   pub fn recv(&mut self, socket: RawFd, max: usize) -> SysResult<usize> {
+    self.lend_nothing();
+    self.recv_counted(socket, max)
+  }
+
+  /// Receives as [`recv`](Self::recv) does, but writes message `i`'s data into `slots[i]`
+  /// (`slot_len` bytes each, at most the slot size; at most `slots.len()` messages): memory the
+  /// caller then hands on as it is (to JavaScript, say) rather than copying the data out of the
+  /// batch. A longer message is received into the batch's own memory ([`BatchMessage::lent`] is
+  /// false), whole.
+  ///
+  /// # Safety
+  /// Each of `slots` must be valid for writes of `slot_len` bytes, and neither read nor written
+  /// by anyone else, until the next receive, [`release`](Self::release) or drop of the batch,
+  /// after which the messages' bytes are the caller's.
+  pub unsafe fn recv_into(
+    &mut self,
+    socket: RawFd,
+    max: usize,
+    slots: &[*mut u8],
+    slot_len: usize,
+  ) -> SysResult<usize> {
+    let slot_len = slot_len.min(self.slot_size);
+    if self.lent != slots || self.lent_len != slot_len {
+      self.lent.clear();
+      self.lent.extend_from_slice(slots);
+      self.lent_len = slot_len;
+      self.dirty = usize::MAX;
+    }
+    self.recv_counted(socket, max.min(slots.len()))
+  }
+
+  /// Back to the batch's own memory: a change moves every slot, so all are laid out again.
+  fn lend_nothing(&mut self) {
+    if !self.lent.is_empty() {
+      self.lent.clear();
+      self.dirty = usize::MAX;
+    }
+  }
+
+  fn recv_counted(&mut self, socket: RawFd, max: usize) -> SysResult<usize> {
     self.release();
     let count = max.min(self.capacity);
     if count == 0 {
@@ -171,11 +220,29 @@ impl RecvBatch {
   }
 
   fn prepare_slot(&mut self, i: usize) -> MessageHeader {
-    self.iovecs[i] = libc::iovec {
-      iov_base: self.data[i * self.slot_size..].as_mut_ptr().cast(),
-      iov_len: self.slot_size,
+    let own = self.data[i * self.slot_size..].as_mut_ptr();
+    let iovecs = match self.lent.get(i) {
+      Some(&lent) => {
+        // The lent memory first, the rest of the slot's size in our own after it.
+        self.iovecs[2 * i] = libc::iovec {
+          iov_base: lent.cast(),
+          iov_len: self.lent_len,
+        };
+        self.iovecs[2 * i + 1] = libc::iovec {
+          iov_base: own.wrapping_add(self.lent_len).cast(),
+          iov_len: self.slot_size - self.lent_len,
+        };
+        2
+      }
+      None => {
+        self.iovecs[2 * i] = libc::iovec {
+          iov_base: own.cast(),
+          iov_len: self.slot_size,
+        };
+        1
+      }
     };
-    let mut header = MessageHeader::new(&self.iovecs[i], 1);
+    let mut header = MessageHeader::new(&self.iovecs[2 * i], iovecs);
     if self.control_space > 0 {
       let control = self.control.as_bytes_mut()[i * self.control_space..].as_mut_ptr();
       header = header.with_control(control.cast(), self.control_space);
@@ -191,8 +258,27 @@ impl RecvBatch {
 
   fn record(&mut self, i: usize) {
     let header = &self.headers[i];
+    let len = (header.len as usize).min(self.slot_size);
+    let spilled = match self.lent.get(i) {
+      Some(&lent) if len > self.lent_len => {
+        // Its head is in the lent memory, its tail in ours right after where the head belongs:
+        // bring the head over, and the message is whole in our memory.
+        // SAFETY: the kernel wrote `lent_len` bytes there in this receive (recv_into's contract
+        // keeps it valid); our slot holds `slot_size` bytes; the two do not overlap.
+        unsafe {
+          std::ptr::copy_nonoverlapping(
+            lent,
+            self.data[i * self.slot_size..].as_mut_ptr(),
+            self.lent_len,
+          )
+        };
+        true
+      }
+      _ => false,
+    };
     self.slots[i] = Slot {
-      len: (header.len as usize).min(self.slot_size),
+      len,
+      spilled,
       flags: platform::clean_flags(header.flags()),
       control_len: header.control_len(self.control_space),
       name_len: if self.want_addresses {
@@ -288,8 +374,16 @@ impl RecvBatch {
     } else {
       None
     };
+    let lent = self.lent.get(i).filter(|_| !slot.spilled);
+    let data = match lent {
+      // SAFETY: the kernel wrote these bytes of the lent slot in the last receive, and its
+      // lender keeps it valid and untouched until this batch is released (recv_into's contract).
+      Some(&lent) => unsafe { std::slice::from_raw_parts(lent, slot.len) },
+      None => &self.data[i * self.slot_size..i * self.slot_size + slot.len],
+    };
     BatchMessage {
-      data: &self.data[i * self.slot_size..i * self.slot_size + slot.len],
+      data,
+      lent: lent.is_some(),
       flags: slot.flags,
       fd_count: slot.fds.len(),
       has_pidfd: slot.pidfd.is_some(),

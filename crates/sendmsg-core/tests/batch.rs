@@ -390,3 +390,37 @@ fn a_full_stream_stops_between_messages_that_carry_descriptors_never_inside_one(
   }
   assert_eq!(open_fds(), before);
 }
+
+#[test]
+fn a_batch_receives_into_memory_the_caller_lends_and_back_into_its_own() {
+  let _guard = lock();
+  let (a, b) = socketpair(SocketKind::Datagram, true).unwrap();
+  let send = |payloads: &[&[u8]]| {
+    for payload in payloads {
+      nix::sys::socket::send(a.as_raw_fd(), payload, nix::sys::socket::MsgFlags::empty()).unwrap();
+    }
+  };
+  let mut received = RecvBatch::default();
+  received.ensure(4, 16, 0, false).unwrap();
+  let mut first = [0u8; 8];
+  let mut second = [0u8; 8];
+  send(&[b"lent one", b"too long for 8", b"left over"]);
+  let slots = [first.as_mut_ptr(), second.as_mut_ptr()];
+  // SAFETY: both arrays outlive the batch's use of them (released below) and are not touched
+  // meanwhile.
+  let n = unsafe { received.recv_into(b.as_raw_fd(), 4, &slots, 8) }.unwrap();
+  assert_eq!(n, 2, "no more messages than slots lent");
+  assert_eq!(received.message(0).data, b"lent one");
+  assert!(received.message(0).lent);
+  // Longer than the lent memory: whole, in the batch's own.
+  assert_eq!(received.message(1).data, b"too long for 8");
+  assert!(!received.message(1).lent);
+  received.release();
+  assert_eq!(&first, b"lent one");
+  // The next plain receive uses the batch's own memory again, not the lent slots.
+  first.fill(0);
+  assert_eq!(received.recv(b.as_raw_fd(), 4).unwrap(), 1);
+  assert_eq!(received.message(0).data, b"left over");
+  assert!(!received.message(0).lent);
+  assert_eq!(first, [0u8; 8]);
+}

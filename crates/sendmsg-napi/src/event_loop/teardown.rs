@@ -28,6 +28,7 @@ fn on_env_teardown() {
   // Whatever is still held: messages in flight to JavaScript, kept or adopted descriptors.
   received_fds::settle_all();
   delivery::forget_for_teardown();
+  super::udp::receive::forget_for_teardown();
   HOOK_REGISTERED.set(false);
 }
 

@@ -110,6 +110,15 @@ fn open<'env>(
   events: SocketEvents<'env>,
 ) -> std::result::Result<Unknown<'env>, super::OpenError> {
   use std::os::fd::AsRawFd;
+  // What can fail without touching the descriptor comes first (then whether it is UDP at all): a
+  // descriptor given back (adoption refused) keeps its options as they were, unless a setsockopt
+  // below fails, which leaves the options set before it (each one the caller asked for).
+  let js =
+    socket_events(env, events).and_then(|events| JsSide::new(env.raw(), owner.raw(), events));
+  let js = match js {
+    Ok(js) => js,
+    Err(err) => return Err((err, Some(fd))),
+  };
   let prepared = (|| {
     let family = udp_socket::family_of(fd.as_fd())?;
     let receive = ReceiveOptions {
@@ -143,12 +152,6 @@ fn open<'env>(
   let state = match prepared {
     Ok(state) => state,
     Err(err) => return Err((errors::throw_sys(env, err), Some(fd))),
-  };
-  let js =
-    socket_events(env, events).and_then(|events| JsSide::new(env.raw(), owner.raw(), events));
-  let js = match js {
-    Ok(js) => js,
-    Err(err) => return Err((err, Some(fd))),
   };
   // A GRO run can be as long as the largest datagram.
   let slot_size = if state.gro {

@@ -1,9 +1,11 @@
 //! The receiving direction of a UDP socket: drain datagrams with their metadata, and read ICMP
 //! errors from the error queue.
 //!
-//! Datagrams are received in batches by the core's `RecvBatch` (`recvmmsg`) and delivered one
-//! `message` call each, as for AF_UNIX sockets (receive.rs), with their metadata as arguments. A
-//! GRO run is delivered whole with its stride, or one datagram per call (`split_segments`).
+//! Datagrams are received in batches by the core's `RecvBatch` (`recvmmsg`), straight into
+//! Buffers of a [`SlotPool`] (a long datagram or GRO run is handed to JavaScript in the Buffer it
+//! arrived in, without a copy; a short one is copied into the slab), and delivered one `message`
+//! call each, as for AF_UNIX sockets (receive.rs), with their metadata as arguments. A GRO run is
+//! delivered whole with its stride, or one datagram per call (`split_segments`), as views of it.
 //!
 //! An ICMP error leaves the socket polling POLLERR until the error queue is read; libuv reports
 //! it as a failed poll, and `EventSocket::ready` calls [`drain_errors`]; the poller thread
@@ -24,7 +26,7 @@ use sendmsg_core::udp::send::is_icmp_errno;
 use sendmsg_core::udp::{recv, RecvMeta};
 use sendmsg_core::SysError;
 
-use super::super::delivery;
+use super::super::delivery::SlotPool;
 use super::super::socket::{int32, Event, EventSocket, Reading};
 use crate::errors;
 use crate::js_call::value;
@@ -40,6 +42,8 @@ const ERROR_BUDGET: usize = 64;
 
 thread_local! {
   static UDP_BATCH: RefCell<RecvBatch> = RefCell::new(RecvBatch::default());
+  /// Where datagrams are received: Buffers, the long ones handed out without a copy.
+  static SLOTS: RefCell<SlotPool> = RefCell::new(SlotPool::default());
 }
 
 /// Strings made for addresses during one drain, reused while the address repeats (a peer sends
@@ -70,18 +74,28 @@ pub fn drain(socket: &Rc<EventSocket>) {
     return;
   };
   let mut batch = UDP_BATCH.take();
+  let mut pool = SLOTS.take();
   let mut budget = EVENT_BUDGET;
-  let per_batch = BATCH_MESSAGES.min((BATCH_BYTES / socket.slot_size).max(1));
+  let slot_size = socket.slot_size;
+  let per_batch = BATCH_MESSAGES.min((BATCH_BYTES / slot_size).max(1));
   // Both live in the readiness call's handle scope, which outlasts this drain.
   let mut sources = AddressStrings::default();
   let mut locals = AddressStrings::default();
+  let mut placed = Vec::with_capacity(per_batch);
   while budget > 0 && socket.reading() == Reading::Started && socket.is_open() {
     let capacity = per_batch.min(budget);
-    if recv::prepare(&mut batch, capacity, socket.slot_size).is_err() {
+    if recv::prepare(&mut batch, capacity, slot_size).is_err() {
       socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
       break;
     }
-    let received = match batch.recv(socket.fd, capacity) {
+    let Some((slots, lent_len)) = pool.slots(socket.env, capacity, slot_size) else {
+      socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
+      break;
+    };
+    // SAFETY: the pool's Buffers, which JavaScript has not seen; the messages are taken out of
+    // them (below) before any JavaScript runs.
+    let result = unsafe { batch.recv_into(socket.fd, capacity, slots, lent_len) };
+    let received = match result {
       Ok(received) => received,
       Err(err) if is_icmp_errno(err.errno) => {
         // An earlier datagram's ICMP error, reported by this receive: read the queue for its
@@ -103,27 +117,42 @@ pub fn drain(socket: &Rc<EventSocket>) {
       }
       break;
     }
+    // Every message is handed out (copied or its Buffer given) and read before JavaScript sees
+    // the first: after that, the batch's view of the slots is not touched again.
+    placed.clear();
     for i in 0..received {
+      let message = batch.message(i);
+      let meta = recv::meta_of(&message);
+      let Some((slab, offset)) = pool.hand_out(socket.env, i, message.data, message.lent) else {
+        break;
+      };
+      placed.push((slab, offset, meta, message.flags));
+    }
+    pool.refill();
+    if placed.len() < received {
+      socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
+      break;
+    }
+    for &(slab, offset, meta, flags) in &placed {
       if !socket.is_open() {
         break;
       }
-      let message = batch.message(i);
-      let meta = recv::meta_of(&message);
       let source = sources.get(socket.env, meta.source.map(|address| address.ip()));
       let local = locals.get(socket.env, meta.dst_ip);
-      if state.split_segments && meta.stride < meta.len {
+      if state.split_segments && meta.stride > 0 && meta.stride < meta.len {
         for k in 0..meta.segments() {
-          let segment = recv::segment(message.data, meta.stride, k);
+          let start = k * meta.stride;
+          let len = meta.stride.min(meta.len - start);
           let meta = RecvMeta {
-            len: segment.len(),
-            stride: segment.len(),
+            len,
+            stride: len,
             ..meta
           };
-          if !deliver(socket, segment, message.flags, &meta, source, local) {
+          if !deliver(socket, slab, offset + start, flags, &meta, source, local) {
             break;
           }
         }
-      } else if !deliver(socket, message.data, message.flags, &meta, source, local) {
+      } else if !deliver(socket, slab, offset, flags, &meta, source, local) {
         break;
       }
     }
@@ -134,6 +163,12 @@ pub fn drain(socket: &Rc<EventSocket>) {
   }
   batch.release();
   UDP_BATCH.set(batch);
+  SLOTS.set(pool);
+}
+
+/// Environment teardown: the receive Buffers' references belong to the environment going away.
+pub fn forget_for_teardown() {
+  SLOTS.take().forget_for_teardown();
 }
 
 fn double(env: sys::napi_env, n: f64) -> sys::napi_value {
@@ -143,27 +178,24 @@ fn double(env: sys::napi_env, n: f64) -> sys::napi_value {
   value
 }
 
-/// One `message` call: `(slab, offset, length, flags, address, port, ecn, stride, localAddress,
+/// One `message` call, for `meta.len` bytes at `offset` in `slab`: `(slab, offset, length, flags, address, port, ecn, stride, localAddress,
 /// interfaceIndex, ttl, seconds, nanoseconds, trafficClass)`, -1 where the kernel said nothing.
 /// False when the socket can take no more (closed, or out of memory).
 fn deliver(
   socket: &Rc<EventSocket>,
-  data: &[u8],
+  slab: sys::napi_value,
+  offset: usize,
   flags: i32,
   meta: &RecvMeta,
   source: sys::napi_value,
   local: sys::napi_value,
 ) -> bool {
   let env = socket.env;
-  let Some((slab, offset)) = delivery::place(env, data) else {
-    socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
-    return false;
-  };
   let optional = |n: Option<i64>| n.map_or(-1.0, |n| n as f64);
   let args = [
     slab,
     int32(env, offset as i32),
-    int32(env, data.len() as i32),
+    int32(env, meta.len as i32),
     int32(env, flags),
     source,
     int32(

@@ -183,48 +183,56 @@ pub fn udp_send(
   send(&env, socket, state, &[transmit], &[data])
 }
 
-/// Sends `count` queued datagrams from `queue[from]` on in one call (lib/send-queue.ts `QueuedSend`,
-/// its `meta` a lib/udp.ts `DatagramMeta`).
+/// Entry `i` of an optional list of optional strings.
+fn text_at(list: &Option<Vec<Option<String>>>, i: usize) -> Option<&str> {
+  list.as_ref().and_then(|list| list[i].as_deref())
+}
+
+/// Numbers per datagram in `udp_send_queued`'s `numbers`: port, ECN, segment size.
+const NUMBERS_PER_DATAGRAM: usize = 3;
+
+/// Sends `parts.length` queued datagrams in one call, laid out by JavaScript (lib/udp.ts
+/// `udpTransport.sendQueued`) as flat arrays, the shape AF_UNIX batches have (`socketSendQueued`):
+/// a few Node-API calls per batch instead of a property read per field and datagram.
+///
+/// - `parts`: each datagram's data (or GSO buffer), one buffer each.
+/// - `numbers`: per datagram its port, ECN codepoint and segment size (-1: not given).
+/// - `hosts`, `sources`: per datagram its destination and source address (IP literals), or
+///   absent for all (a connected socket; no source asked).
 #[napi(
-  ts_args_type = "socket: ExternalObject<'UnixSocket'>, queue: ReadonlyArray<{ parts: Uint8Array[]; meta: { host: string | undefined; port: number; ecn: number; segmentSize: number; source: string | undefined } }>, from: number, count: number"
+  ts_args_type = "socket: ExternalObject<'UnixSocket'>, parts: Uint8Array[], numbers: Int32Array, hosts?: Array<string | undefined> | undefined | null, sources?: Array<string | undefined> | undefined | null"
 )]
 pub fn udp_send_queued(
   env: Env,
   socket: Unknown<'_>,
-  queue: Array<'_>,
-  from: u32,
-  count: u32,
+  parts: Vec<&[u8]>,
+  numbers: &[i32],
+  hosts: Option<Vec<Option<String>>>,
+  sources: Option<Vec<Option<String>>>,
 ) -> Result<f64> {
   let (socket, state) = udp_of(&env, socket, "sendmsg")?;
-  let mut originals: Vec<&[u8]> = Vec::with_capacity(count as usize);
-  let mut metas = Vec::with_capacity(count as usize);
-  for i in from..from + count {
-    let entry: Object<'_> = queue.get(i)?.ok_or_else(|| {
-      errors::throw_type_error(
-        &env,
-        "ERR_INVALID_ARG_VALUE",
-        "the send queue is shorter than said",
-      )
-    })?;
-    let parts: Vec<&[u8]> = entry.get_named_property("parts")?;
-    let meta: Object<'_> = entry.get_named_property("meta")?;
-    let host: Option<String> = meta.get_named_property("host")?;
-    let port: u32 = meta.get_named_property("port")?;
-    let ecn: i32 = meta.get_named_property("ecn")?;
-    let segment_size: i32 = meta.get_named_property("segmentSize")?;
-    let source: Option<String> = meta.get_named_property("source")?;
-    // lib/udp.ts queues one part per datagram.
-    originals.push(parts.first().copied().unwrap_or(&[]));
-    metas.push((host, port, ecn, segment_size, source));
+  let count = parts.len();
+  let fits =
+    |list: &Option<Vec<Option<String>>>| list.as_ref().is_none_or(|list| list.len() == count);
+  if numbers.len() != count * NUMBERS_PER_DATAGRAM || !fits(&hosts) || !fits(&sources) {
+    return Err(errors::throw_type_error(
+      &env,
+      "ERR_INVALID_ARG_VALUE",
+      "the send batch's arrays do not fit each other",
+    ));
   }
-  let mut transmits = Vec::with_capacity(metas.len());
-  for (contents, (host, port, ecn, segment_size, source)) in originals.iter().zip(&metas) {
+  let mut transmits = Vec::with_capacity(count);
+  for (i, (contents, numbers)) in parts
+    .iter()
+    .zip(numbers.chunks_exact(NUMBERS_PER_DATAGRAM))
+    .enumerate()
+  {
     let meta = Meta {
-      host: host.as_deref(),
-      port: *port,
-      ecn: *ecn,
-      segment_size: *segment_size,
-      source: source.as_deref(),
+      host: text_at(&hosts, i),
+      port: u32::try_from(numbers[0]).unwrap_or(u32::MAX),
+      ecn: numbers[1],
+      segment_size: numbers[2],
+      source: text_at(&sources, i),
     };
     match transmit(state, contents, &meta) {
       Ok(transmit) => transmits.push(transmit),
@@ -233,5 +241,5 @@ pub fn udp_send_queued(
       Err(_) => break,
     }
   }
-  send(&env, socket, state, &transmits, &originals)
+  send(&env, socket, state, &transmits, &parts)
 }
