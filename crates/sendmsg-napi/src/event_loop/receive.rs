@@ -34,13 +34,14 @@ const BATCH_BYTES: usize = 4 << 20;
 const EVENT_BUDGET: usize = 1024;
 
 thread_local! {
-  static RECV_BATCH: RefCell<RecvBatch> = RefCell::new(RecvBatch::default());
+  /// Boxed, so that taking it out and putting it back moves a pointer, not the batch.
+  static RECV_BATCH: RefCell<Option<Box<RecvBatch>>> = const { RefCell::new(None) };
 }
 
 pub fn drain(socket: &Rc<EventSocket>) {
   // Taken out for the duration, so that no borrow is held while JavaScript runs; put back,
   // allocations and all, at the end.
-  let mut batch = RECV_BATCH.take();
+  let mut batch = RECV_BATCH.take().unwrap_or_default();
   // Where calls into JavaScript made here do not run their microtasks before returning (the
   // reactor's poller thread), 'message' handlers get one message per task, so that what a
   // handler queued runs before the next message; the rest is read in a later task.
@@ -109,7 +110,7 @@ pub fn drain(socket: &Rc<EventSocket>) {
   }
   // Closes the descriptors of messages never delivered (the socket closed mid-batch).
   batch.release();
-  RECV_BATCH.set(batch);
+  RECV_BATCH.set(Some(batch));
 }
 
 /// Zero bytes and no control data: the end of a stream. On a seqpacket socket the same shape is
