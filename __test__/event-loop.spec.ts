@@ -312,3 +312,78 @@ test.serial('a kept ReceivedFd that nobody closes is closed when it is garbage-c
   await turn()
   t.is(openFds(), before, "the worker's kept descriptors were closed with its environment")
 })
+
+// Request/response traffic is read one message per readiness (a plain recvmsg), other traffic in
+// batches (sendmsg_core::pace): whatever the pace when a burst comes, every message arrives, in
+// order, and every descriptor nobody looked at is closed.
+for (const type of ['stream', 'seqpacket', 'dgram'] as const) {
+  test.serial(`${type}: a burst after request/response traffic arrives whole and in order, its unclaimed descriptors closed`, async (t) => {
+    const before = openFds()
+    const [a, b] = UnixSocket.pair(type)
+    const [r, w] = pipe()
+    // b answers every message, so both ends send between readinesses: request/response.
+    const atB: string[] = []
+    let fdsAtB = 0
+    let index = 0
+    b.on('message', (message: Message) => {
+      atB.push(message.data.toString())
+      // Half the messages' descriptors are looked at (and left), half never touched.
+      if (index++ % 2 === 0) fdsAtB += message.fds.length
+      void b.send('ok;')
+    })
+    const replies: string[] = []
+    let waiting: (() => void) | undefined
+    a.on('message', (message: Message) => {
+      replies.push(message.data.toString())
+      waiting?.()
+    })
+    const replyCount = () => replies.join('').split(';').length - 1
+    const until = (count: number) =>
+      new Promise<void>((resolve) => {
+        waiting = () => replyCount() >= count && resolve()
+        waiting()
+      })
+    const ROUNDS = 40
+    for (let i = 0; i < ROUNDS; i++) {
+      await a.send(`q${i};`, { fds: [r] })
+      await until(i + 1)
+    }
+    // Then a burst, sent in one tick: b is reading one message per readiness when it starts.
+    const BURST = 300
+    const sends = Array.from({ length: BURST }, (_, i) => a.send(`m${i};`, { fds: [r] }))
+    await Promise.all(sends)
+    await until(ROUNDS + BURST)
+    const expected = [...Array.from({ length: ROUNDS }, (_, i) => `q${i};`), ...Array.from({ length: BURST }, (_, i) => `m${i};`)]
+    if (type === 'stream') t.is(atB.join(''), expected.join(''))
+    else t.deepEqual(atB, expected)
+    // Every message carried one descriptor; on a stream, reads stop at each descriptor's message.
+    t.is(atB.length, ROUNDS + BURST)
+    t.is(fdsAtB, (ROUNDS + BURST) / 2)
+    a.close()
+    b.close()
+    closeSync(r)
+    closeSync(w)
+    await turn()
+    t.is(openFds(), before)
+  })
+}
+
+test.serial('a send in a later task, after one that went straight to the kernel, still goes out in order', async (t) => {
+  const [a, b] = UnixSocket.pair('seqpacket')
+  const received = collect(b, (list) => list.length === 5)
+  // Straight out; the next sends come in tasks no message delivery to `a` began.
+  const first = a.send('one')
+  await new Promise((resolve) => setImmediate(resolve))
+  const later = [a.send('two'), a.send('three')]
+  await new Promise((resolve) => setImmediate(resolve))
+  later.push(a.send('four'))
+  await new Promise((resolve) => setTimeout(resolve, 1))
+  later.push(a.send('five'))
+  await Promise.all([first, ...later])
+  t.deepEqual(
+    (await received).map((message) => message.data.toString()),
+    ['one', 'two', 'three', 'four', 'five'],
+  )
+  a.close()
+  b.close()
+})

@@ -8,6 +8,14 @@
 // queue up and leave together in one call at the end of the tick (sendmmsg, or one gathered
 // sendmsg per run on a stream), which is what lets both ends batch. What the kernel cannot take
 // yet waits, in order, for the socket to become writable.
+//
+// The end of a tick is found with a promise reaction, which a reply sent from a 'message' handler
+// would pay for on every message. So a send that went straight out opens no batch: the queue
+// notes it (`sentDirect`), and only a second send in that state opens one. The socket tells the
+// queue when a new task begins (`newTask()`: the binding is delivering a message), after which
+// the next send goes straight out again. A second send made in a later task that began some
+// other way (a timer) merely queues and leaves at the end of its tick: later, never lost or
+// reordered.
 import type { SocketType } from './sync'
 import { native } from './binding'
 import { stateError } from './errors'
@@ -63,6 +71,8 @@ export class QueuedSend {
 
 /**
  * - `idle`: nothing queued; a send goes straight to the kernel.
+ * - `sentDirect`: nothing queued, and a send went straight to the kernel in this task; the next
+ *   send opens the tick's batch.
  * - `batching`: a send went straight out this tick; later ones queue until the flush at its end.
  * - `flushing`: handing the queue to the kernel right now (sends made meanwhile queue).
  * - `awaitingWritable`: the kernel is full; the socket calls back when it is writable.
@@ -70,7 +80,7 @@ export class QueuedSend {
  * - `failed`: a send broke the connection; every later send rejects with that error.
  * - `closed`.
  */
-type WriteState = 'idle' | 'batching' | 'flushing' | 'awaitingWritable' | 'awaitingRetry' | 'failed' | 'closed'
+type WriteState = 'idle' | 'sentDirect' | 'batching' | 'flushing' | 'awaitingWritable' | 'awaitingRetry' | 'failed' | 'closed'
 
 /** Queued messages offered to the kernel per call, at most. */
 const SEND_BATCH_MAX = 256
@@ -161,8 +171,16 @@ export class SendQueue {
       this.#queue.push(new QueuedSend(message, 0, resolve, reject))
       this.#bytes += message.length
     })
-    if (this.#state === 'idle') this.#openBatch()
+    if (this.#state === 'idle' || this.#state === 'sentDirect') this.#openBatch()
     return promise
+  }
+
+  /**
+   * A new task began (the binding is delivering a message to this socket): a send that went
+   * straight out before belongs to an earlier tick, so the next one may too.
+   */
+  newTask(): void {
+    if (this.#state === 'sentDirect') this.#state = 'idle'
   }
 
   /** Sends made from now until the end of the tick queue up and leave together then. */
@@ -172,7 +190,7 @@ export class SendQueue {
     void Promise.resolve().then(this.#endOfTick)
   }
 
-  /** Nothing is queued: straight to the kernel, then open the tick's batch. */
+  /** Nothing is queued: straight to the kernel; a batch opens only if the kernel took less. */
   #sendNow(message: Outgoing): Promise<void> {
     let sent: number
     try {
@@ -182,8 +200,11 @@ export class SendQueue {
       return Promise.reject(error as Error)
     }
     const complete = this.#type === 'stream' ? sent === message.length : sent > 0
+    if (complete) {
+      this.#state = 'sentDirect'
+      return Promise.resolve()
+    }
     this.#openBatch()
-    if (complete) return Promise.resolve()
     // Queued at the front, with what went already.
     return new Promise<void>((resolve, reject) => {
       this.#queue.push(new QueuedSend(message, this.#type === 'stream' ? sent : 0, resolve, reject))

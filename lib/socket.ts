@@ -831,9 +831,11 @@ export class UnixSocket extends EventEmitter<UnixSocketEvents> implements AsyncI
   /** What the binding calls, with `this` = the socket (see SocketEvents in binding.d.ts). */
   static readonly #events = {
     message(this: UnixSocket, ...args: Parameters<typeof messageFrom>): boolean {
+      this.#sends.newTask()
       return this.#onMessage(messageFrom(...args))
     },
     batchEnd(this: UnixSocket): void {
+      this.#sends.newTask()
       this.#onBatchEnd()
     },
     writable(this: UnixSocket): void {

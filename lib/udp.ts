@@ -8,6 +8,7 @@
 // with the UDP transport below), the same close and reference rules. Metadata names follow
 // Node's dgram where the meaning is the same (address(), remoteAddress(), 'message'), and the
 // libuv proposals for TOS/ECN, PKTINFO and GSO/GRO otherwise.
+import { Buffer } from 'node:buffer'
 import { EventEmitter } from 'node:events'
 import { isIP } from 'node:net'
 import type { Socket as DgramSocket } from 'node:dgram'
@@ -735,6 +736,7 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> implements AsyncIte
       nanoseconds: number,
       trafficClass: number,
     ): boolean {
+      this.#sends.newTask()
       const message = new UdpMessage(
         Buffer.from(slab, offset, length),
         address,

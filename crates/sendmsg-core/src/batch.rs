@@ -158,7 +158,8 @@ impl RecvBatch {
     self.received = 0;
   }
 
-  /// Receives up to `max` messages (at most the capacity) without blocking. Returns how many;
+  /// Receives up to `max` messages (at most the capacity) without blocking: one `recvmsg` when
+  /// `max` is 1, otherwise one `recvmmsg` (Linux) or a loop of `recvmsg`. Returns how many;
   /// zero when nothing was waiting. The previous results are released first. The ECONNRESET a
   /// dead peer leaves before its last messages is never returned: the receive is made again.
   pub fn recv(&mut self, socket: RawFd, max: usize) -> SysResult<usize> {
@@ -300,11 +301,16 @@ impl RecvBatch {
     }
     // Should the call fail, take every slot offered as written.
     self.dirty = count;
-    let n = platform::recv_many(
-      socket,
-      &mut self.headers[..count],
-      libc::MSG_DONTWAIT | platform::RECV_FLAGS,
-    )?;
+    let flags = libc::MSG_DONTWAIT | platform::RECV_FLAGS;
+    let n = if count == 1 {
+      // One message asked for: a plain `recvmsg`. `recvmmsg` would make the same receive and
+      // then look for a second message, which a caller expecting one (a reply) pays for nothing.
+      let header = &mut self.headers[0];
+      header.len = header.recv(socket, flags)? as libc::c_uint;
+      1
+    } else {
+      platform::recv_many(socket, &mut self.headers[..count], flags)?
+    };
     for i in 0..n {
       self.record(i);
     }

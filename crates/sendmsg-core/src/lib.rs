@@ -5,6 +5,7 @@
 //!   and hostile buffers.
 //! - [`message`]: one send or receive; received descriptors come back owned and close-on-exec.
 //! - [`batch`]: many messages per call (`recvmmsg`/`sendmmsg`), non-blocking, for event loops.
+//! - [`pace`]: whether an event loop reads a readable socket one message at a time or in batches.
 //! - [`socket`]: AF_UNIX socket creation and queries; [`socket::SocketKind`] is the one table of
 //!   socket types.
 //! - [`credentials`]: who the peer is (SO_PEERCRED, getpeereid).
@@ -30,6 +31,7 @@ mod fcntl;
 pub mod fd;
 pub mod message;
 mod msghdr;
+pub mod pace;
 mod platform;
 pub mod socket;
 pub mod udp;

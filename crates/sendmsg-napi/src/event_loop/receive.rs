@@ -2,7 +2,8 @@
 //!
 //! A readable socket is drained with batched receives until the kernel has nothing more or a
 //! per-event budget is spent (the poll is level-triggered: what is left is read on the loop's next
-//! turn). Messages are delivered one by one, each in its own callback scope, so that promise
+//! turn); while its traffic is request/response, with one plain `recvmsg` per readiness instead
+//! (`sendmsg_core::pace` decides which). Messages are delivered one by one, each in its own callback scope, so that promise
 //! reactions and `process.nextTick` callbacks run between messages as they do between Node's own
 //! 'data' events. A message's descriptors are held in [`received_fds`] under an id JavaScript gets;
 //! once the delivery has ended (the handler and its microtasks have run) they are settled, unless
@@ -15,6 +16,7 @@ use napi::sys;
 use nix::errno::Errno;
 use sendmsg_core::batch::{self, BatchMessage, RecvBatch};
 use sendmsg_core::message::ReceivedCmsg;
+use sendmsg_core::pace::Read;
 use sendmsg_core::socket::{self, SocketKind};
 use sendmsg_core::SysError;
 
@@ -32,13 +34,14 @@ const BATCH_BYTES: usize = 4 << 20;
 const EVENT_BUDGET: usize = 1024;
 
 thread_local! {
-  static RECV_BATCH: RefCell<RecvBatch> = RefCell::new(RecvBatch::default());
+  /// Boxed, so that taking it out and putting it back moves a pointer, not the batch.
+  static RECV_BATCH: RefCell<Option<Box<RecvBatch>>> = const { RefCell::new(None) };
 }
 
 pub fn drain(socket: &Rc<EventSocket>) {
   // Taken out for the duration, so that no borrow is held while JavaScript runs; put back,
   // allocations and all, at the end.
-  let mut batch = RECV_BATCH.take();
+  let mut batch = RECV_BATCH.take().unwrap_or_default();
   // Where calls into JavaScript made here do not run their microtasks before returning (the
   // reactor's poller thread), 'message' handlers get one message per task, so that what a
   // handler queued runs before the next message; the rest is read in a later task.
@@ -46,6 +49,10 @@ pub fn drain(socket: &Rc<EventSocket>) {
     socket.delivery() == Delivery::EachInScope && !reactor::calls_drain_microtasks(socket.env);
   let mut budget = if one_per_task { 1 } else { EVENT_BUDGET };
   let per_batch = BATCH_MESSAGES.min((BATCH_BYTES / socket.slot_size).max(1));
+  // One message at a time while the traffic is request/response (see sendmsg_core::pace).
+  let mut read = socket.pace.start_drain();
+  let mut batched_total = 0;
+  let mut exhausted = false;
   while budget > 0 && socket.reading() == Reading::Started && socket.is_open() {
     let capacity = per_batch.min(budget);
     let want_addresses = socket.kind == SocketKind::Datagram;
@@ -57,7 +64,11 @@ pub fn drain(socket: &Rc<EventSocket>) {
       socket.fail_reading(SysError::new("recvmsg", Errno::ENOMEM));
       break;
     }
-    let received = match batch.recv(socket.fd, capacity) {
+    let count = match read {
+      Read::One => 1,
+      Read::Batches => capacity,
+    };
+    let received = match batch.recv(socket.fd, count) {
       Ok(received) => received,
       Err(err) => {
         socket.fail_reading(err);
@@ -65,20 +76,41 @@ pub fn drain(socket: &Rc<EventSocket>) {
       }
     };
     if received == 0 {
+      exhausted = true;
       break;
     }
+    // Whether more may be waiting: a batch that came back full; a single read that filled a
+    // stream's buffer (one that did not took every byte there was, up to a descriptor boundary).
+    let more = match read {
+      Read::One => {
+        socket.kind == SocketKind::Stream && batch.message(0).data.len() == socket.slot_size
+      }
+      Read::Batches => received == count,
+    };
     deliver(socket, &mut batch, received);
     budget -= received.min(budget);
-    if one_per_task && received == capacity {
-      defer_drain(socket);
+    if read == Read::Batches {
+      batched_total += received;
     }
-    if received < capacity {
+    if !more {
+      exhausted = true;
       break;
     }
+    if read == Read::One {
+      socket.pace.more_waiting();
+      read = Read::Batches;
+    }
+    if one_per_task {
+      // The budget of one is spent: read on in a later task.
+      defer_drain(socket);
+    }
+  }
+  if read == Read::Batches {
+    socket.pace.batches_drained(batched_total, exhausted);
   }
   // Closes the descriptors of messages never delivered (the socket closed mid-batch).
   batch.release();
-  RECV_BATCH.set(batch);
+  RECV_BATCH.set(Some(batch));
 }
 
 /// Zero bytes and no control data: the end of a stream. On a seqpacket socket the same shape is

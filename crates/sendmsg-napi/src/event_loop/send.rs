@@ -109,6 +109,9 @@ pub fn socket_send(
       send_one(socket, data, &mut control, destination.as_ref())
     }
   };
+  if result.is_ok() {
+    socket.pace.note_sent();
+  }
   match result {
     Ok(sent) if socket.kind == SocketKind::Stream => Ok(sent as f64),
     Ok(_) => Ok(1.0),
@@ -206,7 +209,10 @@ pub fn socket_send_queued(
   });
   match sent {
     Ok(0) if !outgoing.is_empty() => wait_for_room(socket, outgoing[0].address.is_some()),
-    Ok(progress) => Ok(progress as f64),
+    Ok(progress) => {
+      socket.pace.note_sent();
+      Ok(progress as f64)
+    }
     Err(err) => Err(errors::throw_sys(&env, err)),
   }
 }

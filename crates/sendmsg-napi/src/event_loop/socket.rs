@@ -12,6 +12,7 @@ use std::rc::Rc;
 use napi::bindgen_prelude::*;
 use napi::sys;
 use nix::errno::Errno;
+use sendmsg_core::pace::Pace;
 use sendmsg_core::socket::SocketKind;
 use sendmsg_core::SysError;
 
@@ -185,6 +186,8 @@ pub struct EventSocket {
   kept: RefCell<Vec<HeldId>>,
   /// `kept` drops the ids of sets already settled when it grows past this.
   prune_kept_at: Cell<usize>,
+  /// Whether the next readiness is read one message at a time or in batches.
+  pub pace: Pace,
 }
 
 impl EventSocket {
@@ -220,6 +223,7 @@ impl EventSocket {
       udp,
       kept: RefCell::new(Vec::new()),
       prune_kept_at: Cell::new(64),
+      pace: Pace::default(),
     });
     let target: Rc<dyn Ready> = socket.clone();
     match Watcher::new(env.raw(), socket.fd, target) {
