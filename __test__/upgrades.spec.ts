@@ -125,6 +125,26 @@ test.serial('an offer never removes a file at its path that is not a socket', as
   closeSync(tcp.fd)
 })
 
+test.serial('a path near the socket-address limit can be offered: the temporary name is no longer than the offer\'s', async (t) => {
+  using temp = tempDir('sendmsg-upgrades-')
+  const tcp = await tcpListener()
+  // 100 characters, which a socket address holds (108 bytes on Linux, 104 on macOS), with a short
+  // name: `.offer-` and 8 hex digits in its place would not fit.
+  const dir = join(temp.dir, 'r'.repeat(100 - temp.dir.length - 1 - '/h.sock'.length))
+  const path = join(dir, 'h.sock')
+  t.is(path.length, 100)
+  const before = openFds()
+  const offer = offerListeners(path, { http: tcp.fd })
+  const handedOver = once(offer, 'handoff')
+  const { listeners } = await takeListeners(path, { expect: ['http'] })
+  await handedOver
+  listeners.http.close()
+  await turn()
+  t.is(openFds(), before)
+  t.deepEqual((await import('node:fs')).readdirSync(dir), [], 'the offer closed itself and removed its file; no temporary file is left')
+  closeSync(tcp.fd)
+})
+
 test.serial('offerers racing on one stale path: exactly one wins, the others get EADDRINUSE', async (t) => {
   using temp = tempDir('sendmsg-upgrades-')
   const path = join(temp.dir, 'run', 'handoff.sock')

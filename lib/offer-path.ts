@@ -151,13 +151,24 @@ function listenPrivately(path: string): UnixServer {
   }
 }
 
-/** Listens privately at a fresh name in `dir`, to be renamed over the offer's path. */
-function listenAtTemporaryName(dir: string): UnixServer {
+/**
+ * Listens privately at a fresh name in `dir`, to be renamed over the offer's path (whose last
+ * component is `name`). The name is `.offer-` and 8 random hex digits; where that would make the
+ * path too long for a socket address (108 bytes on Linux, 104 on macOS) while the offer's own path
+ * fits, it is as long as `name` (at least 5 characters: a dot and random hex digits), so that any
+ * path a taker can connect to can be offered.
+ */
+function listenAtTemporaryName(dir: string, name: string): UnixServer {
+  let short = false
   for (let attempt = 1; ; attempt++) {
+    const random = randomBytes(8).toString('hex')
+    const temporary = short ? `.${random.slice(0, Math.max(4, name.length - 1))}` : `.offer-${random.slice(0, 8)}`
     try {
-      return listenPrivately(join(dir, `.offer-${randomBytes(4).toString('hex')}`))
+      return listenPrivately(join(dir, temporary))
     } catch (error) {
-      if ((error as { code?: unknown }).code !== 'EADDRINUSE' || attempt === TEMPORARY_NAME_TRIES) throw error
+      const code = (error as { code?: unknown }).code
+      if (code === 'ENAMETOOLONG' && !short) short = true
+      else if (code !== 'EADDRINUSE' || attempt >= TEMPORARY_NAME_TRIES) throw error
     }
   }
 }
@@ -207,7 +218,7 @@ export function listenAtOfferPath(path: string): UnixServer {
   const identity = privateDirectory(dir)
   const lock = lockDirectory(dir, identity, path)
   try {
-    const server = listenAtTemporaryName(dir)
+    const server = listenAtTemporaryName(dir, basename(path))
     try {
       const state = inspectPath(path)
       if (state !== 'free') throw addressInUse(path, state)
