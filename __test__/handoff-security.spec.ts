@@ -7,12 +7,10 @@ import { once } from 'node:events'
 import { spawnSync } from 'node:child_process'
 import fs, { chmodSync, chownSync, closeSync, lchownSync, lstatSync, mkdirSync, readdirSync, statSync, symlinkSync } from 'node:fs'
 import { syncBuiltinESMExports } from 'node:module'
-import net from 'node:net'
 import { release } from 'node:os'
 import { join } from 'node:path'
 
 import {
-  dup,
   FrameChannel,
   offerListeners,
   pipe,
@@ -25,19 +23,10 @@ import {
   type NodeError,
 } from 'sendmsg'
 
-import { linuxAtLeast, openFds, tempDir, turn } from './helpers.ts'
+import { linuxAtLeast, openFds, tcpListener, tempDir, turn } from './helpers.ts'
 
 const NOBODY = 65534
 const isRoot = process.getuid?.() === 0
-
-async function tcpListener(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const fd = dup(server)
-  server.close()
-  await once(server, 'close')
-  return fd
-}
 
 /** `promise`, or a failure after `ms`: what today's code never does must not hang the run. */
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -81,7 +70,7 @@ function framesUntilClosed(socket: UnixSocket): Promise<Array<{ value: Record<st
 
 test.serial('an offer refuses a socket directory that is a symbolic link, even one into a private directory of ours', async (t) => {
   using temp = tempDir('sendmsg-handoff-sec-')
-  const tcp = await tcpListener()
+  const tcp = (await tcpListener()).fd
   const before = openFds()
   // /shared/app -> /private: `shared` and the link belong to another user, who could re-point it.
   const shared = join(temp.dir, 'shared')
@@ -111,7 +100,7 @@ test.serial('an offer refuses a socket directory that is a symbolic link, even o
 test.serial('an offer refuses a path through a link another user made, and accepts one through a link of its own', async (t) => {
   if (!isRoot) return t.pass('needs root to act as another user')
   using temp = tempDir('sendmsg-handoff-sec-')
-  const tcp = await tcpListener()
+  const tcp = (await tcpListener()).fd
   const before = openFds()
   // The other user needs to reach `shared`; our private target stays 0700.
   chmodSync(temp.dir, 0o755)
@@ -144,7 +133,7 @@ test.serial('an offer refuses a path through a link another user made, and accep
 
 test.serial('the offer socket is born mode 0600: no chmod by path after the bind, and the umask is restored', async (t) => {
   using temp = tempDir('sendmsg-handoff-sec-')
-  const tcp = await tcpListener()
+  const tcp = (await tcpListener()).fd
   const before = openFds()
   const path = join(temp.dir, 'run', 'h.sock')
   const chmods: string[] = []
@@ -183,7 +172,7 @@ test.serial('the offer socket is born mode 0600: no chmod by path after the bind
 
 test.serial('an offer refusing a peer whose error text would not fit a frame cuts it, tells the peer, and does not crash', async (t) => {
   using temp = tempDir('sendmsg-handoff-sec-')
-  const tcp = await tcpListener()
+  const tcp = (await tcpListener()).fd
   const before = openFds()
   const unhandled: unknown[] = []
   const onUnhandled = (reason: unknown) => unhandled.push(reason)
@@ -215,7 +204,7 @@ test.serial('an offer refusing a peer whose error text would not fit a frame cut
 })
 
 test.serial('receiving listeners refuses with ERR_SENDMSG_HANDOFF and closes its channel when the error text would not fit a frame', async (t) => {
-  const tcp = await tcpListener()
+  const tcp = (await tcpListener()).fd
   const before = openFds()
   const [evil, victim] = UnixSocket.pair('stream')
   const channel = new FrameChannel(victim, { maxFrameSize: 64 * 1024 })
@@ -257,7 +246,7 @@ const brokenFraming: Array<[string, (socket: UnixSocket, fd: number) => Promise<
 
 for (const [what, send, cause, told] of brokenFraming) {
   test.serial(`receiving listeners refuses ${what} with ERR_SENDMSG_HANDOFF (the frame error as cause)${told ? ' and tells the peer' : ''}`, async (t) => {
-    const tcp = await tcpListener()
+    const tcp = (await tcpListener()).fd
     const before = openFds()
     const [evil, victim] = UnixSocket.pair('stream')
     const refused = receiveListeners(new FrameChannel(victim), { expect: ['http'] })
@@ -283,7 +272,7 @@ for (const [what, send, cause, told] of brokenFraming) {
 
 test.serial('an offer refuses broken framing with ERR_SENDMSG_HANDOFF and tells the peer why', async (t) => {
   using temp = tempDir('sendmsg-handoff-sec-')
-  const tcp = await tcpListener()
+  const tcp = (await tcpListener()).fd
   const before = openFds()
   const path = join(temp.dir, 'o', 'h.sock')
   const offer = offerListeners(path, { http: tcp })
@@ -316,7 +305,7 @@ const badTotals: Array<[string, Record<string, unknown>, RegExp]> = [
 
 for (const [what, fields, message] of badTotals) {
   test.serial(`receiving listeners refuses ${what} at the first such frame`, async (t) => {
-    const tcp = await tcpListener()
+    const tcp = (await tcpListener()).fd
     const before = openFds()
     const [evil, victim] = UnixSocket.pair('stream')
     const refused = receiveListeners(new FrameChannel(victim))
@@ -352,7 +341,7 @@ test.serial('an empty handoff (total 0) is one frame, and still works', async (t
 
 test.serial('an offer hangs up on an allowed peer that asks for nothing within the handshake timeout', async (t) => {
   using temp = tempDir('sendmsg-handoff-sec-')
-  const tcp = await tcpListener()
+  const tcp = (await tcpListener()).fd
   const before = openFds()
   const path = join(temp.dir, 'o', 'h.sock')
   const offer = offerListeners(path, { http: tcp }, { handshakeTimeout: 100 })
@@ -433,7 +422,7 @@ test.serial('workerListeners gives up after its timeout, or when its signal abor
 
 test.serial('an offer ends with an error after its timeout or when its signal aborts; an aborted signal makes none', async (t) => {
   using temp = tempDir('sendmsg-handoff-sec-')
-  const tcp = await tcpListener()
+  const tcp = (await tcpListener()).fd
   const before = openFds()
   const path = join(temp.dir, 'o', 'h.sock')
   const offer = offerListeners(path, { http: tcp }, { timeout: 100 })
@@ -466,7 +455,7 @@ test.serial('an offer ends with an error after its timeout or when its signal ab
 
 test.serial('unknown option names are refused with ERR_INVALID_ARG_VALUE', async (t) => {
   using temp = tempDir('sendmsg-handoff-sec-')
-  const tcp = await tcpListener()
+  const tcp = (await tcpListener()).fd
   const before = openFds()
   const path = join(temp.dir, 'o', 'h.sock')
   const unknown = { code: 'ERR_INVALID_ARG_VALUE', message: /unknown option 'timout'/ }
@@ -499,7 +488,7 @@ if (!linuxAtLeast(6, 16)) console.log(`SO_PASSRIGHTS handoff test skipped: it ne
 
 passRightsTest("a peer of an offer that pushes descriptors at the supervisor gets EPERM, and the supervisor's descriptor count does not grow", async (t) => {
   using temp = tempDir('sendmsg-handoff-sec-')
-  const tcp = await tcpListener()
+  const tcp = (await tcpListener()).fd
   const before = openFds()
   const path = join(temp.dir, 'o', 'h.sock')
   const offer = offerListeners(path, { http: tcp })

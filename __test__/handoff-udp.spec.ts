@@ -25,18 +25,8 @@ import {
   type UdpMessage,
 } from 'sendmsg'
 
-import { openFds, tempDir, turn } from './helpers.ts'
+import { openFds, tcpListener, tempDir, turn } from './helpers.ts'
 import { fixture } from './processes.ts'
-
-/** A listening TCP socket as a bare descriptor that nothing accepts on. */
-async function tcpListener(): Promise<{ fd: number; port: number }> {
-  const server = net.createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const port = (server.address() as net.AddressInfo).port
-  const fd = dup(server)
-  server.close()
-  return { fd, port }
-}
 
 /** A bound UDP socket as a bare descriptor that nothing reads, as a supervisor holds it. */
 async function udpListener(type: 'udp4' | 'udp6' = 'udp4'): Promise<{ fd: number; port: number; address: string }> {

@@ -26,18 +26,8 @@ import {
   type ReceivedFd,
 } from 'sendmsg'
 
-import { isCloexec, linuxAtLeast, openFds, tempDir, turn } from './helpers.ts'
+import { isCloexec, linuxAtLeast, openFds, tcpListener, tempDir, turn } from './helpers.ts'
 import { fixture } from './processes.ts'
-
-/** A listening TCP socket as a bare descriptor that nothing accepts on. */
-async function tcpListener(): Promise<{ fd: number; port: number }> {
-  const server = net.createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const port = (server.address() as net.AddressInfo).port
-  const fd = dup(server)
-  server.close()
-  return { fd, port }
-}
 
 function fetchLine(options: net.NetConnectOpts): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -2,10 +2,11 @@
 // wrappers around raw-fd I/O, temporary folders and waiting for a message.
 import { once } from 'node:events'
 import { closeSync, fstatSync, mkdtempSync, readFileSync, readSync, readdirSync, rmSync } from 'node:fs'
+import * as net from 'node:net'
 import { release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-import type { Message, UnixSocket } from 'sendmsg'
+import { dup, type Message, type UnixSocket } from 'sendmsg'
 
 const FD_DIR = process.platform === 'linux' ? '/proc/self/fd' : '/dev/fd'
 
@@ -79,4 +80,18 @@ export function linuxAtLeast(major: number, minor: number): boolean {
 export function fdinfoPid(fd: number): number | undefined {
   const line = /^Pid:\s*(-?\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))
   return line === null ? undefined : Number(line[1])
+}
+
+/**
+ * A listening TCP socket on 127.0.0.1 as a bare descriptor that nothing accepts on (the
+ * net.Server that made it is closed), and its port.
+ */
+export async function tcpListener(): Promise<{ fd: number; port: number }> {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const port = (server.address() as net.AddressInfo).port
+  const fd = dup(server)
+  server.close()
+  await once(server, 'close')
+  return { fd, port }
 }

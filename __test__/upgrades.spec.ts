@@ -10,20 +10,10 @@ import http from 'node:http'
 import net from 'node:net'
 import { join } from 'node:path'
 
-import { dup, offerListeners, socketpair, takeListeners, toNetServer, workerListeners, type Credentials, type NodeError } from 'sendmsg'
+import { offerListeners, socketpair, takeListeners, toNetServer, workerListeners, type Credentials, type NodeError } from 'sendmsg'
 
-import { openFds, tempDir, turn } from './helpers.ts'
+import { openFds, tcpListener, tempDir, turn } from './helpers.ts'
 import { spawnChild, spawnFixture, type Child } from './processes.ts'
-
-/** A listening TCP socket as a bare descriptor that nothing accepts on. */
-async function tcpListener(): Promise<{ fd: number; port: number }> {
-  const server = net.createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const port = (server.address() as net.AddressInfo).port
-  const fd = dup(server)
-  server.close()
-  return { fd, port }
-}
 
 /** Connects to 127.0.0.1:port and hangs up: whether some process holds the listening socket. */
 function connects(port: number): Promise<boolean> {
